@@ -1,0 +1,158 @@
+"""Inference engine: load each artifact once, predict batches from untrusted bytes, explain.
+
+    engine = InferenceEngine(intra_op_threads=2, inter_op_threads=1)
+    loaded = engine.load("var/models/vgg16")          # cached by resolved path
+    preds = loaded.predict_bytes([b1, b2, b3])          # ImagePrediction per input, same order
+    png = loaded.gradcam_png(b1)
+
+A bad image yields ``ImagePrediction(None, None, error="reason")`` and never fails the batch.
+The forward pass is a ``tf.function`` traced once per artifact for a variable batch size
+(``model.predict`` has per-call overhead); the Keras model itself is the reference runtime.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .intake import ImageRejected, IntakeLimits, decode_image
+
+__all__ = ["InferenceEngine", "LoadedModel", "ImagePrediction"]
+
+log = logging.getLogger("ml.engine")
+
+
+@dataclass
+class ImagePrediction:
+    probability: float | None
+    label: str | None  # "tumor" | "no_tumor" | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+class LoadedModel:
+    """One loaded artifact. Thread-safe for prediction."""
+
+    def __init__(self, model, metadata: dict, limits: IntakeLimits | None = None):
+        import tensorflow as tf
+
+        from .builders import GRADCAM_LAYER
+
+        self.model = model
+        self.metadata = metadata
+        self.architecture: str = metadata["architecture"]
+        self.threshold: float = float(metadata["threshold"])
+        self.input_size: int = int(metadata["input_size"])
+        self.crop: bool = bool(metadata.get("crop", True))
+        self.path = metadata.get("path")
+        self.limits = limits or IntakeLimits()
+        s = self.input_size
+        self._forward = tf.function(
+            lambda x: model(x, training=False),
+            input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)],
+            reduce_retracing=True,
+        )
+        self._gradcam_layer = GRADCAM_LAYER[self.architecture]
+        self._grad_model = None
+        self._lock = threading.Lock()
+
+    # -- core ---------------------------------------------------------------
+    def predict_arrays(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """P(tumor) for prepared arrays (n, s, s, 3) in 0..255 -> float array (n,)."""
+        batch = np.asarray(batch, dtype=np.float32)
+        if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
+            raise ValueError(f"expected (n, {self.input_size}, {self.input_size}, 3), got {batch.shape}")
+        out = []
+        for i in range(0, len(batch), max(1, int(batch_size))):
+            out.append(self._forward(batch[i:i + batch_size]).numpy().reshape(-1))
+        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+
+    def label_for(self, p: float) -> str:
+        return "tumor" if p >= self.threshold else "no_tumor"
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        from .prepare import prepare_image
+
+        return prepare_image(decode_image(data, self.limits).image, self.input_size, self.crop)
+
+    def predict_bytes(self, images: list[bytes], batch_size: int = 32) -> list[ImagePrediction]:
+        results: list[ImagePrediction | None] = [None] * len(images)
+        arrays, index = [], []
+        for i, data in enumerate(images):
+            try:
+                arrays.append(self.prepare(data))
+                index.append(i)
+            except ImageRejected as exc:
+                results[i] = ImagePrediction(None, None, str(exc))
+            except Exception as exc:  # never fail the batch for one image
+                log.exception("unexpected error preparing image %d", i)
+                results[i] = ImagePrediction(None, None, f"could not process image ({type(exc).__name__})")
+        if arrays:
+            probs = self.predict_arrays(np.stack(arrays), batch_size=batch_size)
+            for i, p in zip(index, probs):
+                p = float(p)
+                results[i] = ImagePrediction(p, self.label_for(p), None)
+        return results  # type: ignore[return-value]
+
+    def predict_one(self, data: bytes) -> ImagePrediction:
+        return self.predict_bytes([data], batch_size=1)[0]
+
+    # -- explanation --------------------------------------------------------
+    def gradcam(self, data: bytes):
+        """(PNG bytes, probability) for one image; raises ImageRejected for bad input."""
+        from .gradcam import gradcam_map, make_gradcam_model, overlay_png
+        from .prepare import prepare_with_geometry
+
+        decoded = decode_image(data, self.limits)
+        arr, box, side = prepare_with_geometry(decoded.image, self.input_size, self.crop)
+        with self._lock:
+            if self._grad_model is None:
+                self._grad_model = make_gradcam_model(self.model, self._gradcam_layer)
+        cam, prob = gradcam_map(self._grad_model, arr)
+        return overlay_png(decoded.image, cam, box, side), prob
+
+    def gradcam_png(self, data: bytes) -> bytes:
+        return self.gradcam(data)[0]
+
+
+class InferenceEngine:
+    """Holds loaded artifacts, one per resolved path, for the life of the process."""
+
+    def __init__(self, intra_op_threads: int | None = None, inter_op_threads: int | None = None,
+                 limits: IntakeLimits | None = None):
+        from .tfutil import configure_threads
+
+        self.threads = configure_threads(intra_op_threads, inter_op_threads)
+        self.limits = limits or IntakeLimits()
+        self._models: dict[str, LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def _key(path) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    def load(self, path) -> LoadedModel:
+        key = self._key(path)
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is None:
+                from .artifacts import load_artifact
+
+                model, meta = load_artifact(key)
+                loaded = LoadedModel(model, meta, self.limits)
+                self._models[key] = loaded
+            return loaded
+
+    def unload(self, path) -> bool:
+        with self._lock:
+            return self._models.pop(self._key(path), None) is not None
+
+    def loaded_paths(self) -> list[str]:
+        with self._lock:
+            return list(self._models)

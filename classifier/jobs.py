@@ -1,0 +1,30 @@
+"""Creating and queueing prediction jobs. Views call these; tasks do the work."""
+
+from django.db import transaction
+
+from classifier.models import ModelVersion, PredictionJob
+
+
+class NoActiveModel(Exception):
+    pass
+
+
+def create_prediction_jobs(batch, architectures):
+    """One job per chosen architecture, on its active version; queued after commit."""
+    jobs = []
+    total = batch.scans_for_prediction().count()
+    for architecture in architectures:
+        version = ModelVersion.active(architecture)
+        if version is None:
+            raise NoActiveModel(f"No active {architecture} model is registered.")
+        jobs.append(PredictionJob.objects.create(batch=batch, model_version=version, total=total))
+    for job in jobs:
+        enqueue(job)
+    return jobs
+
+
+def enqueue(job):
+    """Send the job's id to the queue once the surrounding transaction has committed."""
+    from classifier.tasks import run_prediction_job
+
+    transaction.on_commit(lambda: run_prediction_job.delay(job.pk))

@@ -1,0 +1,15 @@
+from classifier.models.jobs import JobStatus, PredictionJob, TrainingRun
+from classifier.models.model_version import Architecture, ModelVersion
+from classifier.models.predictions import Label, Prediction
+from classifier.models.reviews import Review
+
+__all__ = [
+    "Architecture",
+    "JobStatus",
+    "Label",
+    "ModelVersion",
+    "Prediction",
+    "PredictionJob",
+    "Review",
+    "TrainingRun",
+]

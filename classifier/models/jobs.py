@@ -1,0 +1,137 @@
+"""Background jobs: one abstract base owns the status machine, concrete jobs add inputs."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class JobStatus(models.TextChoices):
+    QUEUED = "queued", "Queued"
+    RUNNING = "running", "Running"
+    SUCCEEDED = "succeeded", "Succeeded"
+    PARTIAL = "partial", "Partially failed"
+    FAILED = "failed", "Failed"
+    CANCELLED = "cancelled", "Cancelled"
+
+
+FINISHED = {JobStatus.SUCCEEDED, JobStatus.PARTIAL, JobStatus.FAILED, JobStatus.CANCELLED}
+
+TRANSITIONS = {
+    JobStatus.QUEUED: {JobStatus.RUNNING, JobStatus.FAILED, JobStatus.CANCELLED},
+    # running -> queued: the sweeper re-queues a stalled job for another attempt.
+    JobStatus.RUNNING: {
+        JobStatus.QUEUED,
+        JobStatus.SUCCEEDED,
+        JobStatus.PARTIAL,
+        JobStatus.FAILED,
+        JobStatus.CANCELLED,
+    },
+    # An admin may re-queue a finished job that did not fully succeed.
+    JobStatus.PARTIAL: {JobStatus.QUEUED},
+    JobStatus.FAILED: {JobStatus.QUEUED},
+    JobStatus.CANCELLED: {JobStatus.QUEUED},
+    JobStatus.SUCCEEDED: set(),
+}
+
+
+class InvalidTransition(Exception):
+    pass
+
+
+class Job(models.Model):
+    status = models.CharField(
+        max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
+    )
+    attempt = models.PositiveIntegerField(default=1)
+    done = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    total = models.PositiveIntegerField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    progress_at = models.DateTimeField(
+        default=timezone.now, help_text="Last time the job moved; the sweeper reads it."
+    )
+    user_error = models.CharField(max_length=300, blank=True)
+    admin_error = models.TextField(blank=True)
+
+    class Meta:
+        abstract = True
+
+    @property
+    def is_finished(self):
+        return self.status in FINISHED
+
+    @property
+    def percent(self):
+        if not self.total:
+            return 100 if self.is_finished else 0
+        return round(100 * (self.done + self.failed) / self.total)
+
+    def set_status(self, new_status, *, user_error=None, admin_error=None):
+        """The only place a job's status changes. Saves status, timestamps and errors."""
+        new_status = JobStatus(new_status)
+        if new_status not in TRANSITIONS[JobStatus(self.status)]:
+            raise InvalidTransition(f"{self.status} -> {new_status}")
+        now = timezone.now()
+        fields = ["status", "progress_at"]
+        self.status = new_status
+        self.progress_at = now
+        if new_status == JobStatus.RUNNING:
+            self.started_at = now
+            fields.append("started_at")
+        if new_status == JobStatus.QUEUED:
+            self.finished_at = None
+            fields.append("finished_at")
+        if new_status in FINISHED:
+            self.finished_at = now
+            fields.append("finished_at")
+        if user_error is not None:
+            self.user_error = user_error[:300]
+            fields.append("user_error")
+        if admin_error is not None:
+            self.admin_error = admin_error
+            fields.append("admin_error")
+        self.save(update_fields=fields)
+
+
+class PredictionJob(Job):
+    """Predict every accepted scan of one batch with one model version."""
+
+    batch = models.ForeignKey(
+        settings.CLASSIFIER_BATCH_MODEL, on_delete=models.PROTECT, related_name="prediction_jobs"
+    )
+    model_version = models.ForeignKey(
+        "classifier.ModelVersion", on_delete=models.PROTECT, related_name="jobs"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["batch", "model_version"], name="one_job_per_batch_and_model"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.model_version} on {self.batch_id} ({self.status})"
+
+
+class TrainingRun(Job):
+    """Train a new model version from reviewed scans (not active until an admin says so)."""
+
+    architecture = models.CharField(max_length=20)
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    options = models.JSONField(default=dict, blank=True)
+    log = models.TextField(blank=True)
+    result_version = models.ForeignKey(
+        "classifier.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self):
+        return f"Training {self.architecture} ({self.status})"

@@ -1,0 +1,61 @@
+"""A trained artifact exported by ml/, registered for serving."""
+
+from django.conf import settings
+from django.db import models, transaction
+from django.utils import timezone
+
+
+class Architecture(models.TextChoices):
+    VGG16 = "vgg16", "VGG16"
+    RESNET50 = "resnet50", "ResNet50"
+
+
+class ModelVersion(models.Model):
+    architecture = models.CharField(max_length=20, choices=Architecture.choices)
+    version = models.CharField(max_length=40)
+    artifact_path = models.CharField(
+        max_length=500, help_text="Directory of the ml/ artifact (model.keras + metadata.json)."
+    )
+    artifact_sha256 = models.CharField(max_length=64)
+    metadata = models.JSONField(default=dict)
+    metrics = models.JSONField(default=dict, blank=True)
+    threshold = models.FloatField()
+    is_active = models.BooleanField(default=False)
+    imported_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    activated_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["architecture", "-created_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["architecture", "version"], name="unique_version"),
+            models.UniqueConstraint(
+                fields=["architecture"],
+                condition=models.Q(is_active=True),
+                name="one_active_version_per_architecture",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.get_architecture_display()} {self.version}"
+
+    @property
+    def display_name(self):
+        return str(self)
+
+    @classmethod
+    def active(cls, architecture):
+        return cls.objects.filter(architecture=architecture, is_active=True).first()
+
+    def activate(self):
+        """Make this the active version of its architecture (new jobs only use it)."""
+        with transaction.atomic():
+            ModelVersion.objects.select_for_update().filter(architecture=self.architecture)
+            ModelVersion.objects.filter(architecture=self.architecture, is_active=True).exclude(
+                pk=self.pk
+            ).update(is_active=False)
+            self.is_active = True
+            self.activated_at = timezone.now()
+            self.save(update_fields=["is_active", "activated_at"])

@@ -1,0 +1,47 @@
+"""A prediction is written once and never edited; reviews are separate records."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class Label(models.TextChoices):
+    TUMOR = "tumor", "Tumor"
+    NO_TUMOR = "no_tumor", "No tumor"
+
+
+class Prediction(models.Model):
+    scan = models.ForeignKey(
+        settings.CLASSIFIER_SCAN_MODEL, on_delete=models.PROTECT, related_name="predictions"
+    )
+    model_version = models.ForeignKey(
+        "classifier.ModelVersion", on_delete=models.PROTECT, related_name="predictions"
+    )
+    job = models.ForeignKey(
+        "classifier.PredictionJob", on_delete=models.PROTECT, related_name="predictions"
+    )
+    probability = models.FloatField(null=True, blank=True, help_text="P(tumor)")
+    label = models.CharField(max_length=10, choices=Label.choices, blank=True)
+    threshold = models.FloatField()
+    error = models.CharField(max_length=300, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["scan", "model_version"], name="one_prediction_per_scan_and_model"
+            )
+        ]
+
+    def __str__(self):
+        if self.error:
+            return f"{self.model_version}: error ({self.error})"
+        return f"{self.model_version}: {self.get_label_display()} ({self.probability:.3f})"
+
+    @property
+    def confidence(self):
+        """Distance from the undecided middle, 0 (coin toss) to 1 (certain)."""
+        if self.probability is None:
+            return None
+        return abs(self.probability - 0.5) * 2

@@ -1,0 +1,24 @@
+"""record(): the one way to write an audit event."""
+
+from portal.audit.models import AuditEvent
+
+
+def client_ip(request):
+    if request is None:
+        return None
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record(request, action, *, obj=None, clinic=None, actor=None, **extra):
+    if actor is None and request is not None and request.user.is_authenticated:
+        actor = request.user
+    return AuditEvent.objects.create(
+        actor=actor,
+        actor_name=getattr(actor, "username", "") or extra.pop("username", ""),
+        clinic=clinic,
+        action=action,
+        object_type=obj._meta.model_name if obj is not None else "",
+        object_id=str(obj.pk) if obj is not None else "",
+        ip_address=client_ip(request),
+        extra=extra,
+    )

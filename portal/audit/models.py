@@ -1,0 +1,52 @@
+"""An append-only record of who did what, where and from which address."""
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+
+class AuditEvent(models.Model):
+    class Action(models.TextChoices):
+        LOGIN = "login", "Login"
+        LOGIN_FAILED = "login_failed", "Failed login"
+        LOGIN_LOCKED = "login_locked", "Login locked out"
+        LOGOUT = "logout", "Logout"
+        CASE_CREATE = "case_create", "Case created"
+        CASE_VIEW = "case_view", "Case viewed"
+        UPLOAD = "upload", "Upload"
+        IMAGE_VIEW = "image_view", "Image viewed"
+        REVIEW = "review", "Review"
+        EXPORT = "export", "Export"
+        MODEL_IMPORT = "model_import", "Model imported"
+        MODEL_ACTIVATE = "model_activate", "Model activated"
+        TRAINING_START = "training_start", "Training started"
+        JOB_REQUEUE = "job_requeue", "Job re-queued"
+        JOB_CANCEL = "job_cancel", "Job cancelled"
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, blank=True)
+    clinic = models.ForeignKey(
+        "accounts.Clinic", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    action = models.CharField(max_length=30, choices=Action.choices, db_index=True)
+    object_type = models.CharField(max_length=50, blank=True)
+    object_id = models.CharField(max_length=64, blank=True)
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    extra = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self):
+        return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.action}"
+
+    def save(self, *args, **kwargs):
+        if self.pk is not None:
+            raise PermissionError("Audit events are append-only.")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args, **kwargs):
+        raise PermissionError("Audit events cannot be deleted.")

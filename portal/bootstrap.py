@@ -1,0 +1,103 @@
+"""Prepare a fresh machine and run the portal or the tests. Standard library only.
+
+Used by ``python3 manage.py start`` and ``python3 manage.py runtests``: it makes the
+virtual environment in .venv, installs requirements.txt when it changed, installs the
+Debian packages the browser tests need, then hands over to the real programs.
+Every step is skipped when already done, so both commands are idempotent.
+"""
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VENV = Path(os.environ.get("NEUROAI_VENV", BASE_DIR / ".venv"))
+PYTHON = VENV / "bin" / "python"
+REQUIREMENTS = BASE_DIR / "requirements.txt"
+STAMP = VENV / ".requirements.sha256"
+TEST_APT_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/bin/docker-compose": "docker-compose"}
+
+
+def say(message):
+    print(f"[neuroai] {message}", flush=True)
+
+
+def ensure_venv():
+    if not PYTHON.exists():
+        say(f"creating the virtual environment in {VENV}")
+        subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
+    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
+        say("installing requirements.txt (a minute or two the first time)")
+        pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
+        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
+        STAMP.write_text(wanted)
+
+
+def ensure_apt_packages(wanted):
+    missing = [package for path, package in wanted.items() if not Path(path).exists()]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        sys.exit(f"Please install these Debian packages first: {' '.join(missing)}")
+    say(f"installing Debian packages: {' '.join(missing)}")
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    subprocess.run(["apt-get", "update", "-q"], check=True, env=env, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["apt-get", "install", "-y", "-q", *missing], check=True, env=env, stdout=subprocess.DEVNULL
+    )
+
+
+def manage(*args, env):
+    subprocess.run([str(PYTHON), str(BASE_DIR / "manage.py"), *args], check=True, env=env)
+
+
+def start(args):
+    port = args[0] if args else os.environ.get("PORT", "8000")
+    env = {**os.environ}
+    env.setdefault("DEBUG", "true")
+    env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+    manage("migrate", "--noinput", env=env)
+    manage("seed_demo", env=env)
+    say(f"portal on http://127.0.0.1:{port}/  (Ctrl-C stops the web server and the worker)")
+    celery = [str(VENV / "bin" / "celery"), "-A", "portal", "worker", "--beat",
+              "-Q", "inference,default", "--concurrency", "1", "--loglevel", "INFO",
+              "--schedule", str(BASE_DIR / "var" / "celerybeat-schedule")]
+    web = [str(PYTHON), str(BASE_DIR / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"]
+    processes = [subprocess.Popen(celery, env=env, cwd=BASE_DIR),
+                 subprocess.Popen(web, env=env, cwd=BASE_DIR)]
+    try:
+        while all(p.poll() is None for p in processes):
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+    return 0
+
+
+def runtests(args):
+    ensure_apt_packages(TEST_APT_PACKAGES)
+    env = {**os.environ}
+    env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neuroai")
+    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    pytest = [str(PYTHON), "-m", "pytest", "-c", str(BASE_DIR / "tests" / "pytest.ini"),
+              "--rootdir", str(BASE_DIR / "tests"), *(args or [str(BASE_DIR / "tests")])]
+    return subprocess.run(pytest, env=env, cwd=BASE_DIR).returncode
+
+
+def main(command, args):
+    ensure_venv()
+    return {"start": start, "runtests": runtests}[command](args)

@@ -1,0 +1,117 @@
+"""Patient cases, upload batches and the scans in them."""
+
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from portal.accounts.models import Clinic
+
+
+class Case(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    clinic = models.ForeignKey(Clinic, on_delete=models.PROTECT, related_name="cases")
+    patient_ref = models.CharField(
+        "patient reference",
+        max_length=64,
+        help_text="A pseudonymous reference, unique within the clinic. Never a name.",
+    )
+    notes = models.TextField(blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-last_activity_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["clinic", "patient_ref"], name="patient_ref_unique_per_clinic"
+            )
+        ]
+
+    def __str__(self):
+        return self.patient_ref
+
+    def touch(self):
+        Case.objects.filter(pk=self.pk).update(last_activity_at=timezone.now())
+
+
+class Batch(models.Model):
+    """One upload request: the files a user sent at once, accepted or not."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="batches")
+    uploaded_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now)
+    files_received = models.PositiveIntegerField(default=0)
+    accepted_count = models.PositiveIntegerField(default=0)
+    rejected_count = models.PositiveIntegerField(default=0)
+    duplicate_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name_plural = "batches"
+
+    def __str__(self):
+        return f"Batch of {self.files_received} for {self.case}"
+
+    @property
+    def clinic_id(self):
+        return self.case.clinic_id
+
+    def scans_for_prediction(self):
+        """The scans a prediction job on this batch covers (the classifier's contract)."""
+        return self.scans.filter(status=Scan.Status.ACCEPTED).order_by("position")
+
+
+def scan_upload_path(scan, filename):
+    """scans/<clinic>/<case>/<sha256>.<ext>: never the user's file name."""
+    extension = {"JPEG": "jpg", "PNG": "png"}.get(scan.format, "bin")
+    return f"scans/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}.{extension}"
+
+
+class Scan(models.Model):
+    class Status(models.TextChoices):
+        ACCEPTED = "accepted", "Accepted"
+        REJECTED = "rejected", "Rejected"
+        DUPLICATE = "duplicate", "Duplicate"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    case = models.ForeignKey(Case, on_delete=models.PROTECT, related_name="scans")
+    batch = models.ForeignKey(Batch, on_delete=models.PROTECT, related_name="scans")
+    position = models.PositiveIntegerField(help_text="Order of the file in its upload.")
+    original_name = models.CharField(max_length=255)
+    status = models.CharField(max_length=12, choices=Status.choices)
+    rejection_reason = models.CharField(max_length=300, blank=True)
+    duplicate_of = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    file = models.FileField(upload_to=scan_upload_path, max_length=300, blank=True)
+    sha256 = models.CharField(max_length=64, blank=True, db_index=True)
+    size_bytes = models.PositiveBigIntegerField(default=0)
+    format = models.CharField(max_length=10, blank=True)
+    width = models.PositiveIntegerField(null=True, blank=True)
+    height = models.PositiveIntegerField(null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["batch", "position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["case", "sha256"],
+                condition=models.Q(status="accepted"),
+                name="one_accepted_scan_per_content_per_case",
+            )
+        ]
+
+    def __str__(self):
+        return self.original_name
+
+    @property
+    def is_accepted(self):
+        return self.status == self.Status.ACCEPTED

@@ -1,0 +1,20 @@
+"""Test environment, loaded as a pytest plugin (``-p tests.env`` in pytest.ini) so that it is
+in place before pytest-django reads portal/settings.py. Tests run against the real
+PostgreSQL and Redis."""
+
+import os
+import tempfile
+
+_TMP = tempfile.mkdtemp(prefix="neuroai-tests-")
+os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neuroai")
+os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-django-checks-0123456789")
+os.environ["DEBUG"] = "false"
+os.environ["SECURE_SSL_REDIRECT"] = "false"
+os.environ["SESSION_COOKIE_SECURE"] = "false"
+os.environ["CSRF_COOKIE_SECURE"] = "false"
+os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
+os.environ.setdefault("NEUROAI_DATA_DIR", _TMP)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("LOGIN_FAILURE_LIMIT", "5")
+os.makedirs(os.path.join(os.environ["NEUROAI_DATA_DIR"], "staticfiles"), exist_ok=True)

@@ -91,8 +91,7 @@ def start(args):
 def runtests(args):
     ensure_apt_packages(TEST_APT_PACKAGES)
     env = {**os.environ}
-    env.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neuroai")
-    env.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
+    # tests/env.py gives each run its own PostgreSQL database and Redis key prefix.
     pytest = [str(PYTHON), "-m", "pytest", "-c", str(BASE_DIR / "tests" / "pytest.ini"),
               "--rootdir", str(BASE_DIR / "tests"), *(args or [str(BASE_DIR / "tests")])]
     return subprocess.run(pytest, env=env, cwd=BASE_DIR).returncode

@@ -6,7 +6,11 @@ import os
 import tempfile
 
 _TMP = tempfile.mkdtemp(prefix="neuroai-tests-")
-os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/neuroai")
+# Each run gets its own database and broker key prefix, so that runs side by side
+# (two developers, or CI beside a developer) never share a test database or queue.
+_RUN = f"{os.getpid()}"
+os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/neuroai_{_RUN}")
+os.environ.setdefault("CELERY_BROKER_KEY_PREFIX", f"neuroai-test-{_RUN}:")
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-django-checks-0123456789")
 os.environ["DEBUG"] = "false"

@@ -1,0 +1,265 @@
+"""Review queue, review page, case review history and agreement figures."""
+
+from datetime import datetime, time
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.db.models import Count, F, Q
+from django.db.models.functions import Abs
+from django.http import FileResponse, Http404, QueryDict
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods
+
+from classifier.models import Label, ModelVersion, Prediction, Review
+from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW, CAN_UPLOAD, clinics_where
+from portal.audit.log import record
+from portal.audit.models import AuditEvent
+from portal.reviews.access import get_case_for, get_prediction_for, review_queue
+from portal.reviews.forms import CONFIDENCE_BANDS, QueueFilterForm, ReviewForm
+
+QUEUE_FILTERS = ("model_version", "label", "band", "date_from", "date_to", "sort")
+
+
+def _require_some_role(user, allowed):
+    clinics = clinics_where(user, allowed)
+    if not clinics.exists():
+        raise PermissionDenied("Your role does not allow this page.")
+    return clinics
+
+
+def _filtered_queue(user, params):
+    """(form, queryset) for the queue filtered and sorted by ``params`` (a QueryDict)."""
+    form = QueueFilterForm(params or None)
+    queue = review_queue(user).select_related("scan__case__clinic", "model_version")
+    sort = "confidence"
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["model_version"]:
+            queue = queue.filter(model_version=data["model_version"])
+        if data["label"]:
+            queue = queue.filter(label=data["label"])
+        if data["band"]:
+            low, high, _ = CONFIDENCE_BANDS[data["band"]]
+            queue = queue.annotate(margin=Abs(F("probability") - 0.5)).filter(
+                margin__gte=low, margin__lt=high
+            )
+        tz = timezone.get_current_timezone()
+        if data["date_from"]:
+            queue = queue.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tz))
+        if data["date_to"]:
+            queue = queue.filter(created_at__lte=datetime.combine(data["date_to"], time.max, tz))
+        sort = data["sort"] or "confidence"
+    if sort == "newest":
+        queue = queue.order_by("-created_at", "-id")
+    elif sort == "oldest":
+        queue = queue.order_by("created_at", "id")
+    else:
+        queue = queue.annotate(margin=Abs(F("probability") - 0.5)).order_by(
+            "margin", "created_at", "id"
+        )
+    return form, queue
+
+
+def _filter_query(params):
+    """The queue filters of ``params`` as a query string (nothing else is carried)."""
+    kept = QueryDict(mutable=True)
+    for key in QUEUE_FILTERS:
+        if params.get(key):
+            kept[key] = params[key]
+    return kept.urlencode()
+
+
+@login_required
+def queue(request):
+    _require_some_role(request.user, CAN_REVIEW)
+    form, predictions = _filtered_queue(request.user, request.GET)
+    page = Paginator(predictions, 50).get_page(request.GET.get("page"))
+    return render(
+        request,
+        "reviews/queue.html",
+        {"form": form, "page": page, "filters": _filter_query(request.GET)},
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def review(request, prediction_id):
+    prediction = get_prediction_for(request.user, prediction_id, CAN_REVIEW)
+    if prediction.error or prediction.scan.status != "accepted":
+        raise Http404("This prediction cannot be reviewed.")
+    filters = _filter_query(request.POST if request.method == "POST" else request.GET)
+    form = ReviewForm(request.POST or None, prediction=prediction)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            created = Review.objects.create(
+                prediction=prediction,
+                scan=prediction.scan,
+                reviewer=request.user,
+                verdict=form.cleaned_data["verdict"],
+                label=form.cleaned_data["label"],
+                note=form.cleaned_data["note"],
+            )
+            record(
+                request,
+                AuditEvent.Action.REVIEW,
+                obj=created,
+                clinic=prediction.scan.case.clinic,
+                prediction=prediction.pk,
+                scan=str(prediction.scan_id),
+                verdict=created.verdict,
+                label=created.label,
+            )
+        messages.success(
+            request,
+            f"{created.get_verdict_display()}: {prediction.scan} is "
+            f"{Label(created.label).label.lower()}.",
+        )
+        _, remaining = _filtered_queue(request.user, QueryDict(filters))
+        following = remaining.exclude(pk=prediction.pk).first()
+        if following is None:
+            messages.info(request, "The review queue is empty.")
+            return redirect(f"{reverse('reviews:queue')}?{filters}")
+        return redirect(f"{reverse('reviews:review', args=[following.pk])}?{filters}")
+    scan = prediction.scan
+    return render(
+        request,
+        "reviews/review.html",
+        {
+            "prediction": prediction,
+            "scan": scan,
+            "case": scan.case,
+            "all_predictions": scan.predictions.select_related("model_version").order_by(
+                "model_version__architecture", "model_version__version"
+            ),
+            "reviews": scan.reviews.select_related("reviewer", "prediction__model_version"),
+            "form": form,
+            "filters": filters,
+        },
+    )
+
+
+@login_required
+def scan_image(request, prediction_id):
+    """The scan of a prediction, for reviewers of its clinic; every view is audited."""
+    prediction = get_prediction_for(request.user, prediction_id, CAN_REVIEW)
+    scan = prediction.scan
+    if not scan.file:
+        raise Http404("No stored image.")
+    try:
+        handle = default_storage.open(scan.file.name, "rb")
+    except FileNotFoundError as exc:
+        raise Http404("The stored image is missing.") from exc
+    record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic)
+    content_type = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(scan.format, "application/octet-stream")
+    response = FileResponse(handle, content_type=content_type)
+    response["Cache-Control"] = "private, no-store"
+    response["Content-Disposition"] = "inline"
+    return response
+
+
+@login_required
+def case_history(request, case_id):
+    """Every prediction of the case's scans with every reviewer's verdict, oldest first."""
+    case = get_case_for(request.user, case_id, CAN_UPLOAD)
+    scans = case.scans.filter(status="accepted").order_by("created_at", "position")
+    predictions = (
+        Prediction.objects.filter(scan__case=case)
+        .select_related("model_version")
+        .order_by("model_version__architecture", "model_version__version")
+    )
+    reviews = (
+        Review.objects.filter(scan__case=case)
+        .select_related("reviewer", "prediction__model_version")
+        .order_by("created_at", "id")
+    )
+    by_scan = {scan.pk: {"scan": scan, "predictions": [], "reviews": []} for scan in scans}
+    for prediction in predictions:
+        if prediction.scan_id in by_scan:
+            by_scan[prediction.scan_id]["predictions"].append(prediction)
+    for item in reviews:
+        if item.scan_id in by_scan:
+            by_scan[item.scan_id]["reviews"].append(item)
+    record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic, page="review history")
+    return render(
+        request,
+        "reviews/case_history.html",
+        {
+            "case": case,
+            "rows": list(by_scan.values()),
+            "can_review": CAN_REVIEW and case.clinic in clinics_where(request.user, CAN_REVIEW),
+            "can_export": True,
+        },
+    )
+
+
+def _ratio(numerator, denominator):
+    return None if denominator == 0 else numerator / denominator
+
+
+def agreement_rows(clinics):
+    """Per model version, over every review of its predictions in ``clinics``."""
+    tumor, no_tumor = Label.TUMOR, Label.NO_TUMOR
+    counts = (
+        Review.objects.filter(prediction__scan__case__clinic__in=clinics)
+        .values("prediction__model_version")
+        .annotate(
+            n=Count("id"),
+            confirmed=Count("id", filter=Q(verdict=Review.Verdict.CONFIRMED)),
+            tp=Count("id", filter=Q(prediction__label=tumor, label=tumor)),
+            fp=Count("id", filter=Q(prediction__label=tumor, label=no_tumor)),
+            tn=Count("id", filter=Q(prediction__label=no_tumor, label=no_tumor)),
+            fn=Count("id", filter=Q(prediction__label=no_tumor, label=tumor)),
+        )
+    )
+    versions = ModelVersion.objects.in_bulk([c["prediction__model_version"] for c in counts])
+    rows = []
+    for c in counts:
+        rows.append(
+            {
+                "version": versions[c["prediction__model_version"]],
+                **c,
+                "corrected": c["n"] - c["confirmed"],
+                "confirmed_rate": _ratio(c["confirmed"], c["n"]),
+                "sensitivity": _ratio(c["tp"], c["tp"] + c["fn"]),
+                "specificity": _ratio(c["tn"], c["tn"] + c["fp"]),
+                "positives": c["tp"] + c["fn"],
+                "negatives": c["tn"] + c["fp"],
+            }
+        )
+    rows.sort(key=lambda r: (r["version"].architecture, r["version"].version))
+    return rows
+
+
+@login_required
+def agreement(request):
+    clinics = _require_some_role(request.user, CAN_ADMINISTER)
+    chosen = request.GET.get("clinic")
+    if chosen:
+        clinics = clinics.filter(pk=chosen) if _is_uuid(chosen) else clinics.none()
+        if not clinics.exists():
+            raise Http404("No such clinic.")
+    return render(
+        request,
+        "reviews/agreement.html",
+        {
+            "rows": agreement_rows(clinics),
+            "clinics": clinics_where(request.user, CAN_ADMINISTER),
+            "chosen": chosen or "",
+        },
+    )
+
+
+def _is_uuid(value):
+    import uuid
+
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

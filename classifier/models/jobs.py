@@ -1,5 +1,7 @@
 """Background jobs: one abstract base owns the status machine, concrete jobs add inputs."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -39,6 +41,9 @@ class InvalidTransition(Exception):
 
 
 class Job(models.Model):
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="The id used in URLs."
+    )
     status = models.CharField(
         max_length=12, choices=JobStatus.choices, default=JobStatus.QUEUED, db_index=True
     )
@@ -54,6 +59,11 @@ class Job(models.Model):
     )
     user_error = models.CharField(max_length=300, blank=True)
     admin_error = models.TextField(blank=True)
+    worker_task_id = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The task message that holds the running job; a second message skips it.",
+    )
 
     class Meta:
         abstract = True

@@ -1,5 +1,7 @@
 """A prediction is written once and never edited; reviews are separate records."""
 
+import uuid
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
@@ -11,6 +13,9 @@ class Label(models.TextChoices):
 
 
 class Prediction(models.Model):
+    public_id = models.UUIDField(
+        default=uuid.uuid4, unique=True, editable=False, help_text="The id used in URLs."
+    )
     scan = models.ForeignKey(
         settings.CLASSIFIER_SCAN_MODEL, on_delete=models.PROTECT, related_name="predictions"
     )

@@ -16,19 +16,30 @@ from classifier.models import JobStatus, Prediction, PredictionJob
 log = logging.getLogger(__name__)
 
 
-def _claim(job_id):
-    """Lock the job and move it to running; None when it is not ours to run."""
+def _claim(job_id, task_id):
+    """Lock the job and move it to running; None when it is not ours to run.
+
+    A running job is carried on only by the message that claimed it (redelivered after its
+    worker died, or retried): a duplicated message for a running job skips it.
+    """
+    task_id = task_id or ""
     with transaction.atomic():
         job = PredictionJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
             log.warning("prediction job %s does not exist", job_id)
             return None
         if job.status == JobStatus.QUEUED:
+            job.worker_task_id = task_id
+            job.save(update_fields=["worker_task_id"])
             job.set_status(JobStatus.RUNNING)
             return job
-        if job.status == JobStatus.RUNNING:
-            # A redelivered message after a worker died (acks_late): carry on where it stopped.
+        if job.status == JobStatus.RUNNING and job.worker_task_id == task_id:
+            # The same message redelivered after its worker died (acks_late), or retried:
+            # carry on where it stopped.
             return job
+        if job.status == JobStatus.RUNNING:
+            log.info("prediction job %s is held by task %s; skipping", job_id, job.worker_task_id)
+            return None
         log.info("prediction job %s is %s; nothing to do", job_id, job.status)
         return None
 
@@ -90,7 +101,7 @@ def _finish(job_id):
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
 def run_prediction_job(self, job_id):
-    job = _claim(job_id)
+    job = _claim(job_id, self.request.id)
     if job is None:
         return
     try:
@@ -102,8 +113,8 @@ def run_prediction_job(self, job_id):
             )
         )
         for start in range(0, len(todo), batch_size):
-            job.refresh_from_db(fields=["status"])
-            if job.status != JobStatus.RUNNING:
+            job.refresh_from_db(fields=["status", "worker_task_id"])
+            if job.status != JobStatus.RUNNING or job.worker_task_id != (self.request.id or ""):
                 log.info("prediction job %s became %s; stopping", job_id, job.status)
                 return
             scans = todo[start : start + batch_size]
@@ -144,14 +155,21 @@ def _fail(job_id, user_error, admin_error):
 
 @shared_task
 def sweep_stalled_jobs():
-    """Re-queue jobs whose progress stopped moving; fail them after the last attempt."""
+    """Re-queue running jobs whose progress stopped moving; fail them after the last attempt.
+
+    A queued job that waited past the timeout is sent again (its message may have been
+    lost, e.g. the broker was down at upload time) without counting an attempt: waiting
+    behind other jobs is not a failure. The message it did not use skips the job.
+    """
     from classifier.jobs import enqueue
 
     cutoff = timezone.now() - timedelta(minutes=settings.JOB_STALL_MINUTES)
     swept = 0
-    stalled_ids = PredictionJob.objects.filter(
-        status__in=[JobStatus.QUEUED, JobStatus.RUNNING], progress_at__lt=cutoff
-    ).values_list("pk", flat=True)
+    stalled_ids = list(
+        PredictionJob.objects.filter(
+            status__in=[JobStatus.QUEUED, JobStatus.RUNNING], progress_at__lt=cutoff
+        ).values_list("pk", flat=True)
+    )
     for job_id in stalled_ids:
         with transaction.atomic():
             job = PredictionJob.objects.select_for_update(skip_locked=True).filter(
@@ -159,20 +177,34 @@ def sweep_stalled_jobs():
             ).first()
             if job is None:
                 continue
-            if job.attempt >= settings.JOB_MAX_ATTEMPTS:
+            if job.status == JobStatus.QUEUED:
+                log.warning("prediction job %s waited in the queue; sending it again", job.pk)
+                PredictionJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
+            elif job.attempt >= settings.JOB_MAX_ATTEMPTS:
+                log.error("prediction job %s stalled on its last attempt; failing it", job.pk)
                 job.set_status(
                     JobStatus.FAILED,
                     user_error=f"The analysis stalled {job.attempt} times and was stopped.",
                     admin_error=f"No progress for {settings.JOB_STALL_MINUTES} minutes on "
-                    f"attempt {job.attempt} of {settings.JOB_MAX_ATTEMPTS}.",
+                    f"attempt {job.attempt} of {settings.JOB_MAX_ATTEMPTS} "
+                    f"(last task {job.worker_task_id or '-'}).",
                 )
+                swept += 1
+                continue
             else:
+                log.warning("prediction job %s stalled on attempt %s; re-queueing", job.pk, job.attempt)
                 job.attempt += 1
                 job.save(update_fields=["attempt"])
-                if job.status == JobStatus.RUNNING:
-                    job.set_status(JobStatus.QUEUED)
-                else:
-                    PredictionJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
-                enqueue(job)
+                job.set_status(JobStatus.QUEUED)
+            enqueue(job)
             swept += 1
     return swept
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True)
+def run_training(run_id):
+    """Train a new (inactive) model version from reviewed scans; see classifier/training.py."""
+    from classifier.training import execute
+
+    run = execute(run_id)
+    return run.status if run is not None else None

@@ -5,3 +5,6 @@ class AuditConfig(AppConfig):
     name = "portal.audit"
     label = "audit"
     verbose_name = "Audit trail"
+
+    def ready(self):
+        from portal.audit import signals  # noqa: F401  (connects the login receivers)

@@ -1,2 +1,8 @@
+from django.urls import path
+
+from portal.audit import views
+
 app_name = "audit"
-urlpatterns = []
+urlpatterns = [
+    path("", views.events, name="events"),
+]

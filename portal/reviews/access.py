@@ -1,40 +1,26 @@
-"""Object access for the review pages: one helper per object kind, each 404 outside the
-user's clinics (existence is not revealed) and 403 for a clinic member without the role."""
+"""Object access for the review pages. Lookups go through portal.cases.access (404 outside
+the user's clinics, so ids reveal nothing); the role check comes after (403 for a clinic
+member without the needed role)."""
 
 from django.http import Http404
 
 from portal.accounts.access import CAN_REVIEW, clinics_for, clinics_where, require_role
 
 
-def visible_predictions(user):
-    from classifier.models import Prediction
-
-    return Prediction.objects.filter(scan__case__clinic__in=clinics_for(user))
-
-
 def get_prediction_for(user, prediction_id, allowed=CAN_REVIEW):
-    """The prediction ``prediction_id`` if it is in one of the user's clinics (else 404),
-    and the user holds an ``allowed`` role in that clinic (else 403)."""
-    prediction = (
-        visible_predictions(user)
-        .select_related("scan__case__clinic", "model_version", "job")
-        .filter(pk=prediction_id)
-        .first()
-    )
-    if prediction is None:
-        raise Http404("No such prediction.")
+    """The prediction with public id ``prediction_id`` in one of the user's clinics (else
+    404), provided the user holds an ``allowed`` role in that clinic (else 403)."""
+    from portal.cases import access
+
+    prediction = access.get_prediction_for(user, prediction_id)
     require_role(user, prediction.scan.case.clinic, allowed)
     return prediction
 
 
 def get_case_for(user, case_id, allowed):
-    from portal.cases.models import Case
+    from portal.cases import access
 
-    case = Case.objects.select_related("clinic").filter(
-        pk=case_id, clinic__in=clinics_for(user)
-    ).first()
-    if case is None:
-        raise Http404("No such case.")
+    case = access.get_case_for(user, case_id)
     require_role(user, case.clinic, allowed)
     return case
 

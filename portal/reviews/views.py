@@ -110,7 +110,7 @@ def review(request, prediction_id):
                 AuditEvent.Action.REVIEW,
                 obj=created,
                 clinic=prediction.scan.case.clinic,
-                prediction=prediction.pk,
+                prediction=str(prediction.public_id),
                 scan=str(prediction.scan_id),
                 verdict=created.verdict,
                 label=created.label,
@@ -125,7 +125,7 @@ def review(request, prediction_id):
         if following is None:
             messages.info(request, "The review queue is empty.")
             return redirect(f"{reverse('reviews:queue')}?{filters}")
-        return redirect(f"{reverse('reviews:review', args=[following.pk])}?{filters}")
+        return redirect(f"{reverse('reviews:review', args=[following.public_id])}?{filters}")
     scan = prediction.scan
     return render(
         request,
@@ -140,6 +140,7 @@ def review(request, prediction_id):
             "reviews": scan.reviews.select_related("reviewer", "prediction__model_version"),
             "form": form,
             "filters": filters,
+            "filter_items": list(QueryDict(filters).items()),
         },
     )
 
@@ -192,8 +193,7 @@ def case_history(request, case_id):
         {
             "case": case,
             "rows": list(by_scan.values()),
-            "can_review": CAN_REVIEW and case.clinic in clinics_where(request.user, CAN_REVIEW),
-            "can_export": True,
+            "can_review": clinics_where(request.user, CAN_REVIEW).filter(pk=case.clinic_id).exists(),
         },
     )
 

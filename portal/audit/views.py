@@ -1,0 +1,79 @@
+"""The audit trail page: clinic admins see their clinics' events, superusers see all."""
+
+from datetime import datetime, time
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
+from django.db.models import Q
+from django.http import QueryDict
+from django.shortcuts import render
+from django.utils import timezone
+
+from portal.accounts.access import CAN_ADMINISTER, clinics_where
+from portal.audit.models import AuditEvent
+
+
+class EventFilterForm(forms.Form):
+    action = forms.ChoiceField(choices=[("", "Any action"), *AuditEvent.Action.choices], required=False)
+    actor = forms.CharField(required=False, max_length=150, label="Actor (username)")
+    clinic = forms.ModelChoiceField(queryset=None, required=False, empty_label="All my clinics")
+    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    order = forms.ChoiceField(
+        choices=[("newest", "Newest first"), ("oldest", "Oldest first")], required=False
+    )
+
+    def __init__(self, *args, clinics, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["clinic"].queryset = clinics
+
+
+def visible_events(user):
+    """Superusers: every event. Clinic admins: events of their clinics, plus clinic-less
+    events (logins, failed logins, lockouts) whose actor or attempted username is one of
+    their clinics' members."""
+    if user.is_superuser:
+        return AuditEvent.objects.all()
+    clinics = clinics_where(user, CAN_ADMINISTER)
+    members = get_user_model().objects.filter(memberships__clinic__in=clinics)
+    return AuditEvent.objects.filter(
+        Q(clinic__in=clinics)
+        | Q(clinic__isnull=True, actor__in=members)
+        | Q(clinic__isnull=True, actor__isnull=True, actor_name__in=members.values("username"))
+    )
+
+
+@login_required
+def events(request):
+    clinics = clinics_where(request.user, CAN_ADMINISTER)
+    if not clinics.exists():
+        raise PermissionDenied("Only clinic admins see the audit trail.")
+    form = EventFilterForm(request.GET or None, clinics=clinics)
+    qs = visible_events(request.user).select_related("clinic")
+    order = "newest"
+    if form.is_valid():
+        data = form.cleaned_data
+        if data["action"]:
+            qs = qs.filter(action=data["action"])
+        if data["actor"]:
+            qs = qs.filter(actor_name__iexact=data["actor"].strip())
+        if data["clinic"]:
+            qs = qs.filter(clinic=data["clinic"])
+        tz = timezone.get_current_timezone()
+        if data["date_from"]:
+            qs = qs.filter(at__gte=datetime.combine(data["date_from"], time.min, tz))
+        if data["date_to"]:
+            qs = qs.filter(at__lte=datetime.combine(data["date_to"], time.max, tz))
+        order = data["order"] or "newest"
+    qs = qs.order_by("at", "id") if order == "oldest" else qs.order_by("-at", "-id")
+    page = Paginator(qs, 100).get_page(request.GET.get("page"))
+    kept = QueryDict(mutable=True)
+    for key in ("action", "actor", "clinic", "date_from", "date_to", "order"):
+        if request.GET.get(key):
+            kept[key] = request.GET[key]
+    return render(
+        request, "audit/events.html", {"form": form, "page": page, "filters": kept.urlencode()}
+    )

@@ -1,0 +1,110 @@
+"""CSV exports of prediction history with reviews, streamed row by row.
+
+One row per (prediction, review); a prediction with no review has one row with empty
+review columns. The rows come from a server-side cursor (``.iterator``), so the export of
+a clinic with 100,000 predictions never holds them all in memory.
+"""
+
+import csv
+
+from django.contrib.auth.decorators import login_required
+from django.http import StreamingHttpResponse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from classifier.models import Prediction
+from portal.accounts.access import CAN_ADMINISTER, CAN_UPLOAD
+from portal.audit.log import record
+from portal.audit.models import AuditEvent
+from portal.reviews.access import get_case_for, get_clinic_for
+
+CHUNK_SIZE = 2000
+
+# (CSV header, queryset field)
+COLUMNS = [
+    ("prediction_id", "public_id"),
+    ("clinic", "scan__case__clinic__slug"),
+    ("case_id", "scan__case_id"),
+    ("patient_ref", "scan__case__patient_ref"),
+    ("scan_id", "scan_id"),
+    ("scan_name", "scan__original_name"),
+    ("scan_sha256", "scan__sha256"),
+    ("model_architecture", "model_version__architecture"),
+    ("model_version", "model_version__version"),
+    ("probability_tumor", "probability"),
+    ("threshold", "threshold"),
+    ("predicted_label", "label"),
+    ("prediction_error", "error"),
+    ("predicted_at", "created_at"),
+    ("review_id", "reviews__id"),
+    ("reviewer", "reviews__reviewer__username"),
+    ("verdict", "reviews__verdict"),
+    ("reviewed_label", "reviews__label"),
+    ("review_note", "reviews__note"),
+    ("reviewed_at", "reviews__created_at"),
+]
+HEADER = [name for name, _ in COLUMNS]
+FIELDS = [field for _, field in COLUMNS]
+
+
+def export_queryset(**filters):
+    return (
+        Prediction.objects.filter(**filters)
+        .order_by("created_at", "id", "reviews__created_at", "reviews__id")
+        .values_list(*FIELDS)
+    )
+
+
+def cell(value):
+    """A CSV cell: ISO timestamps, empty for NULL, and text that a spreadsheet could take
+    for a formula (=, +, -, @, tab, CR) prefixed with a quote."""
+    if value is None:
+        return ""
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
+class _Echo:
+    def write(self, value):
+        return value
+
+
+def stream_rows(queryset):
+    writer = csv.writer(_Echo())
+    yield writer.writerow(HEADER)
+    for row in queryset.iterator(chunk_size=CHUNK_SIZE):
+        yield writer.writerow([cell(value) for value in row])
+
+
+def csv_response(queryset, filename):
+    response = StreamingHttpResponse(stream_rows(queryset), content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{filename}"'
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+def _stamp():
+    return timezone.now().strftime("%Y%m%d-%H%M%S")
+
+
+@login_required
+@require_GET
+def export_case(request, case_id):
+    """Any member of the case's clinic may export the case they can already see."""
+    case = get_case_for(request.user, case_id, CAN_UPLOAD)
+    record(request, AuditEvent.Action.EXPORT, obj=case, clinic=case.clinic, scope="case")
+    return csv_response(export_queryset(scan__case=case), f"case-{case.pk}-{_stamp()}.csv")
+
+
+@login_required
+@require_GET
+def export_clinic(request, clinic_id):
+    """A whole clinic's history: clinic admins (and superusers) only."""
+    clinic = get_clinic_for(request.user, clinic_id, CAN_ADMINISTER)
+    record(request, AuditEvent.Action.EXPORT, obj=clinic, clinic=clinic, scope="clinic")
+    return csv_response(
+        export_queryset(scan__case__clinic=clinic), f"clinic-{clinic.slug}-{_stamp()}.csv"
+    )

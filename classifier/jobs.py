@@ -27,4 +27,9 @@ def enqueue(job):
     """Send the job's id to the queue once the surrounding transaction has committed."""
     from classifier.tasks import run_prediction_job
 
-    transaction.on_commit(lambda: run_prediction_job.delay(job.pk))
+    def send():
+        run_prediction_job.delay(job.pk)
+
+    # robust: a broker outage must not turn a committed upload into an error page; the
+    # sweeper sends a queued job again when it has waited past the stall timeout.
+    transaction.on_commit(send, robust=True)

@@ -11,3 +11,7 @@ urlpatterns = [
     path("audit/", include("portal.audit.urls")),
     path("", include("portal.cases.urls")),
 ]
+
+# A request with more files than DATA_UPLOAD_MAX_NUMBER_FILES is refused by Django itself
+# (TooManyFilesSent, 400) before any view runs; this page says so plainly.
+handler400 = "portal.cases.views.bad_request"

@@ -1,16 +1,353 @@
-from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
-from django.shortcuts import render
+"""Patient cases, batch upload, batch progress and the private scan images.
 
-from portal.accounts.access import clinics_for
-from portal.cases.models import Case
+Every view that takes an object id reaches the object through ``portal.cases.access``."""
+
+import io
+import mimetypes
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.core.paginator import Paginator
+from django.db import IntegrityError, transaction
+from django.db.models import Count, Q
+from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from classifier.models import Prediction
+from portal.accounts.access import CAN_UPLOAD, clinics_where, has_role, require_role
+from portal.audit.log import record
+from portal.audit.models import AuditEvent
+from portal.cases import access
+from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
+from portal.cases.models import Scan
+from portal.cases.uploads import active_versions, ingest, queue_predictions
+
+CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
+THUMBNAIL_SIZE = 160
+CASES_PER_PAGE = 25
+SCANS_PER_PAGE = 60
+HISTORY_PER_PAGE = 100
 
 
 @login_required
+@require_GET
 def case_list(request):
-    cases = Case.objects.filter(clinic__in=clinics_for(request.user)).select_related("clinic")
+    cases = access.cases_for(request.user).select_related("clinic").annotate(
+        scan_count=Count("scans", filter=Q(scans__status=Scan.Status.ACCEPTED), distinct=True)
+    )
     query = request.GET.get("q", "").strip()
     if query:
         cases = cases.filter(patient_ref__icontains=query)
-    page = Paginator(cases, 25).get_page(request.GET.get("page"))
-    return render(request, "cases/case_list.html", {"page": page, "query": query})
+    cases = cases.order_by("-last_activity_at", "-created_at")
+    page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
+    can_create = clinics_where(request.user, CAN_UPLOAD).exists()
+    return render(
+        request, "cases/case_list.html", {"page": page, "query": query, "can_create": can_create}
+    )
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def case_create(request):
+    clinics = clinics_where(request.user, CAN_UPLOAD)
+    if not clinics.exists():
+        raise PermissionDenied("You are not a member of a clinic where you may create cases.")
+    form = CaseForm(request.POST or None, clinics=clinics)
+    if request.method == "POST" and form.is_valid():
+        case = form.save(commit=False)
+        case.created_by = request.user
+        try:
+            with transaction.atomic():
+                case.save()
+                record(request, AuditEvent.Action.CASE_CREATE, obj=case, clinic=case.clinic)
+        except IntegrityError:
+            form.add_error("patient_ref", "A case with this patient reference already exists in this clinic.")
+        else:
+            messages.success(request, f"Case {case.patient_ref} created.")
+            return redirect("cases:detail", case_id=case.pk)
+    return render(request, "cases/case_form.html", {"form": form})
+
+
+def _upload_form(data=None, files=None):
+    return UploadForm(data, files, active_versions=active_versions())
+
+
+@login_required
+@require_GET
+def case_detail(request, case_id):
+    case = access.get_case_for(request.user, case_id)
+    record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic)
+    return _render_case(request, case, _upload_form())
+
+
+def _render_case(request, case, upload_form, status=200):
+    scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position")
+    scan_page = Paginator(scans, SCANS_PER_PAGE).get_page(request.GET.get("scans"))
+    history = (
+        Prediction.objects.filter(scan__case=case)
+        .select_related("scan", "model_version")
+        .prefetch_related("reviews__reviewer")
+        .order_by("-created_at", "-id")
+    )
+    history_page = Paginator(history, HISTORY_PER_PAGE).get_page(request.GET.get("history"))
+    batches = case.batches.select_related("uploaded_by").prefetch_related("prediction_jobs__model_version")
+    context = {
+        "case": case,
+        "scan_page": scan_page,
+        "history_page": history_page,
+        "batches": batches[:20],
+        "upload_form": upload_form,
+        "can_upload": has_role(request.user, case.clinic, CAN_UPLOAD),
+        "max_files": settings.UPLOAD_MAX_FILES,
+        "max_file_mb": settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024),
+    }
+    return render(request, "cases/case_detail.html", context, status=status)
+
+
+@login_required
+@require_POST
+def case_upload(request, case_id):
+    case = access.get_case_for(request.user, case_id)
+    require_role(request.user, case.clinic, CAN_UPLOAD)
+    form = _upload_form(request.POST, request.FILES)
+    if not form.is_valid():
+        messages.error(request, "The upload was not accepted; see the form below.")
+        return _render_case(request, case, form, status=400)
+    uploads = form.cleaned_data["files"]
+    chosen = form.cleaned_data["models"]
+    result = ingest(case, request.user, uploads, chosen)
+    batch = result.batch
+    record(
+        request, AuditEvent.Action.UPLOAD, obj=batch, clinic=case.clinic, case=str(case.pk),
+        files=batch.files_received, accepted=batch.accepted_count,
+        rejected=batch.rejected_count, duplicates=batch.duplicate_count,
+        models=[job.model_version.display_name for job in result.jobs],
+    )
+    messages.success(
+        request,
+        f"{batch.files_received} files received: {batch.accepted_count} accepted, "
+        f"{batch.rejected_count} rejected, {batch.duplicate_count} duplicates.",
+    )
+    if batch.accepted_count and not result.jobs:
+        if form.active_versions:
+            messages.warning(request, "The chosen models are no longer active; no analysis was queued.")
+        else:
+            messages.warning(
+                request,
+                "No model is active, so no analysis was queued. The scans are stored; "
+                "run the analysis from this page once a model is active.",
+            )
+    elif result.missing_models:
+        messages.warning(
+            request, "No active version for: " + ", ".join(result.missing_models) + "; not queued."
+        )
+    return redirect("cases:batch", batch_id=batch.pk)
+
+
+def _batch_jobs(batch):
+    return list(batch.prediction_jobs.select_related("model_version").order_by("model_version__architecture"))
+
+
+def _job_json(job, user):
+    data = {
+        "id": str(job.public_id),
+        "model": job.model_version.display_name,
+        "architecture": job.model_version.architecture,
+        "status": job.status,
+        "status_display": job.get_status_display(),
+        "done": job.done,
+        "failed": job.failed,
+        "total": job.total,
+        "percent": job.percent,
+        "finished": job.is_finished,
+        "attempt": job.attempt,
+        "error": job.user_error,
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "finished_at": job.finished_at.isoformat() if job.finished_at else None,
+    }
+    return data
+
+
+@login_required
+@require_GET
+def batch_detail(request, batch_id):
+    batch = access.get_batch_for(request.user, batch_id)
+    jobs = _batch_jobs(batch)
+    scans = list(batch.scans.select_related("duplicate_of__batch").order_by("position"))
+    accepted = [scan for scan in scans if scan.status == Scan.Status.ACCEPTED]
+    predictions = {}
+    for prediction in Prediction.objects.filter(scan__batch=batch).select_related("model_version"):
+        predictions[(prediction.scan_id, prediction.model_version_id)] = prediction
+    rows = [
+        {"scan": scan, "cells": [predictions.get((scan.pk, job.model_version_id)) for job in jobs]}
+        for scan in accepted
+    ]
+    missing = {
+        arch: version for arch, version in active_versions().items()
+        if version.pk not in {job.model_version_id for job in jobs}
+    }
+    context = {
+        "batch": batch,
+        "case": batch.case,
+        "jobs": jobs,
+        "rows": rows,
+        "not_accepted": [scan for scan in scans if scan.status != Scan.Status.ACCEPTED],
+        "all_finished": all(job.is_finished for job in jobs),
+        "predict_form": PredictForm(choices=model_choices(missing)) if missing and accepted else None,
+        "show_admin_errors": request.user.is_superuser,
+    }
+    return render(request, "cases/batch_detail.html", context)
+
+
+@login_required
+@require_POST
+def batch_predict(request, batch_id):
+    """Analyse a batch with models it was not analysed with yet (e.g. none was active)."""
+    batch = access.get_batch_for(request.user, batch_id)
+    require_role(request.user, batch.case.clinic, CAN_UPLOAD)
+    used = set(batch.prediction_jobs.values_list("model_version_id", flat=True))
+    missing = {arch: v for arch, v in active_versions().items() if v.pk not in used}
+    form = PredictForm(request.POST, choices=model_choices(missing))
+    if not form.is_valid():
+        messages.error(request, "Choose a model that has not analysed this batch yet.")
+        return redirect("cases:batch", batch_id=batch.pk)
+    with transaction.atomic():
+        jobs, unavailable = queue_predictions(batch, form.cleaned_data["models"])
+    if jobs:
+        messages.success(request, "Queued: " + ", ".join(job.model_version.display_name for job in jobs) + ".")
+    if unavailable:
+        messages.warning(request, "No active version for: " + ", ".join(unavailable) + ".")
+    return redirect("cases:batch", batch_id=batch.pk)
+
+
+@never_cache
+@login_required
+@require_GET
+def batch_progress(request, batch_id):
+    batch = access.get_batch_for(request.user, batch_id)
+    jobs = [_job_json(job, request.user) for job in _batch_jobs(batch)]
+    return JsonResponse({"batch": str(batch.pk), "finished": all(j["finished"] for j in jobs), "jobs": jobs})
+
+
+@never_cache
+@login_required
+@require_GET
+def job_status(request, job_id):
+    job = access.get_job_for(request.user, job_id)
+    return JsonResponse(_job_json(job, request.user))
+
+
+@login_required
+@require_GET
+def scan_detail(request, scan_id):
+    scan = access.get_scan_for(request.user, scan_id)
+    predictions = (
+        scan.predictions.select_related("model_version")
+        .prefetch_related("reviews__reviewer")
+        .order_by("-created_at", "-id")
+    )
+    return render(
+        request, "cases/scan_detail.html", {"scan": scan, "case": scan.case, "predictions": predictions}
+    )
+
+
+def _private(response):
+    response["Cache-Control"] = "private, no-store"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def _stored_scan(user, scan_id):
+    scan = access.get_scan_for(user, scan_id)
+    if not scan.is_accepted or not scan.file:
+        raise Http404("This scan has no stored image.")
+    return scan
+
+
+@login_required
+@require_GET
+def scan_image(request, scan_id):
+    """The stored file, to members of the scan's clinic only; every view is audited."""
+    scan = _stored_scan(request.user, scan_id)
+    record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic)
+    content_type = CONTENT_TYPES.get(scan.format, "application/octet-stream")
+    extension = mimetypes.guess_extension(content_type) or ""
+    filename = f"scan-{scan.pk}{extension}"
+    prefix = settings.PRIVATE_FILES_ACCEL_PREFIX
+    if prefix:
+        response = HttpResponse(content_type=content_type)
+        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + scan.file.name
+        response["Content-Disposition"] = f'inline; filename="{filename}"'
+        return _private(response)
+    response = FileResponse(
+        scan.file.open("rb"), content_type=content_type, filename=filename, as_attachment=False
+    )
+    return _private(response)
+
+
+def thumbnail_name(scan):
+    return f"thumbnails/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}-{THUMBNAIL_SIZE}.jpg"
+
+
+def make_thumbnail(data):
+    from PIL import Image, ImageOps
+
+    with Image.open(io.BytesIO(data)) as image:
+        image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        image = ImageOps.exif_transpose(image)
+        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        out = io.BytesIO()
+        image.convert("RGB").save(out, format="JPEG", quality=80)
+    return out.getvalue()
+
+
+@login_required
+@require_GET
+def scan_thumbnail(request, scan_id):
+    """A small JPEG of the scan, made once and kept in the same private storage."""
+    scan = _stored_scan(request.user, scan_id)
+    name = thumbnail_name(scan)
+    if default_storage.exists(name):
+        with default_storage.open(name, "rb") as handle:
+            data = handle.read()
+    else:
+        with scan.file.open("rb") as handle:
+            data = make_thumbnail(handle.read())
+        try:
+            default_storage.save(name, ContentFile(data))
+        except OSError:
+            pass  # a cache miss next time, nothing worse
+    return _private(HttpResponse(data, content_type="image/jpeg"))
+
+
+@login_required
+@require_GET
+def prediction_heatmap(request, prediction_id):
+    """Grad-CAM of one prediction: where the model looked (made by the model version that
+    made the prediction)."""
+    prediction = access.get_prediction_for(request.user, prediction_id)
+    scan = prediction.scan
+    if prediction.error or not scan.file:
+        raise Http404("This prediction has no heatmap.")
+    from classifier.engine import load_model
+
+    record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic, heatmap=str(prediction.public_id))
+    with scan.file.open("rb") as handle:
+        data = handle.read()
+    png = load_model(prediction.model_version).gradcam_png(data)
+    return _private(HttpResponse(png, content_type="image/png"))
+
+
+def bad_request(request, exception=None):
+    """400 page; a request with more files than the limit gets a plain explanation."""
+    from django.core.exceptions import TooManyFilesSent
+
+    too_many = isinstance(exception, TooManyFilesSent)
+    context = {"too_many_files": too_many, "max_files": settings.UPLOAD_MAX_FILES}
+    return render(request, "400.html", context, status=400)

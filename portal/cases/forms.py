@@ -1,0 +1,102 @@
+from django import forms
+from django.conf import settings
+
+from portal.cases.models import Case
+
+
+class CaseForm(forms.ModelForm):
+    """A new case in one of the clinics where the user may upload."""
+
+    clinic = forms.ModelChoiceField(queryset=None, empty_label=None)
+
+    class Meta:
+        model = Case
+        fields = ["clinic", "patient_ref", "notes"]
+        widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
+
+    def __init__(self, *args, clinics, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["clinic"].queryset = clinics
+        if clinics.count() == 1:
+            self.fields["clinic"].initial = clinics.first()
+            self.fields["clinic"].widget = forms.HiddenInput()
+        self.fields["patient_ref"].widget.attrs.update(autocomplete="off", autofocus=True)
+
+    def clean_patient_ref(self):
+        return self.cleaned_data["patient_ref"].strip()
+
+    def clean(self):
+        cleaned = super().clean()
+        clinic, ref = cleaned.get("clinic"), cleaned.get("patient_ref")
+        if clinic and ref and Case.objects.filter(clinic=clinic, patient_ref__iexact=ref).exists():
+            self.add_error("patient_ref", "A case with this patient reference already exists in this clinic.")
+        return cleaned
+
+
+class MultipleFileInput(forms.ClearableFileInput):
+    allow_multiple_selected = True
+
+
+class MultipleFileField(forms.FileField):
+    """Many files in one field (Django docs, "Uploading multiple files").
+
+    Each file is returned as received: its content is judged one by one by the intake, so
+    that one bad file becomes one listed rejection, never a refused batch."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("widget", MultipleFileInput())
+        super().__init__(*args, **kwargs)
+
+    def clean(self, data, initial=None):
+        files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item]
+        if not files and self.required:
+            raise forms.ValidationError("Choose at least one image file.", code="required")
+        limit = settings.UPLOAD_MAX_FILES
+        if len(files) > limit:
+            raise forms.ValidationError(
+                f"{len(files)} files were sent; one upload takes at most {limit}. "
+                "Split the batch into several uploads.",
+                code="too_many",
+            )
+        return files
+
+
+def model_choices(active_versions):
+    return [(arch, f"{version.display_name}") for arch, version in active_versions.items()]
+
+
+class UploadForm(forms.Form):
+    files = MultipleFileField(
+        label="Scans",
+        help_text="JPEG or PNG, judged by their content.",
+        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png"}),
+    )
+    models = forms.MultipleChoiceField(
+        label="Analyse with", widget=forms.CheckboxSelectMultiple, required=False
+    )
+
+    def __init__(self, *args, active_versions, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.active_versions = active_versions
+        self.fields["models"].choices = model_choices(active_versions)
+        self.fields["models"].initial = list(active_versions)
+        self.fields["files"].help_text = (
+            f"Up to {settings.UPLOAD_MAX_FILES} JPEG or PNG files of at most "
+            f"{settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)} MB each, judged by their content."
+        )
+
+    def clean_models(self):
+        chosen = self.cleaned_data["models"]
+        if self.active_versions and not chosen:
+            raise forms.ValidationError("Choose at least one model.")
+        return chosen
+
+
+class PredictForm(forms.Form):
+    """Run the models a batch was not yet analysed with."""
+
+    models = forms.MultipleChoiceField(label="Analyse with", widget=forms.CheckboxSelectMultiple)
+
+    def __init__(self, *args, choices, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["models"].choices = choices

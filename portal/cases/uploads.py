@@ -1,0 +1,171 @@
+"""Batch upload: judge every file by its content, store the good ones privately, record all.
+
+Phase one (no transaction) reads and decodes each file once, outside any database lock.
+Phase two, in one transaction with the case row locked (two uploads to one case cannot
+race on the duplicate check), creates the batch, stores accepted files through Django's
+storage API under a path made from their SHA-256, creates every Scan row (rejected and
+duplicate files too, each with its reason) and the prediction jobs. The jobs' tasks are
+sent only after the commit (``transaction.on_commit`` in ``classifier.jobs``). If phase
+two fails, the files it stored are removed and nothing is half-recorded.
+"""
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.db import transaction
+
+from classifier.jobs import create_prediction_jobs
+from classifier.models import ModelVersion
+from portal.cases.models import Batch, Case, Scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CheckedFile:
+    upload: object
+    position: int
+    name: str
+    size: int
+    status: str = Scan.Status.ACCEPTED
+    reason: str = ""
+    sha256: str = ""
+    format: str = ""
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
+class UploadResult:
+    batch: Batch
+    jobs: list = field(default_factory=list)
+    missing_models: list = field(default_factory=list)
+
+
+def intake_limits():
+    from ml.intake import IntakeLimits
+
+    return IntakeLimits(
+        max_bytes=settings.UPLOAD_MAX_FILE_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
+    )
+
+
+def display_name(upload):
+    """The client's file name, for display only (never a storage path)."""
+    name = os.path.basename((upload.name or "").replace("\\", "/"))
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    return (name or "unnamed")[:255]
+
+
+def _megabytes(size):
+    from django.template.defaultfilters import filesizeformat
+
+    return filesizeformat(size).replace("\xa0", " ")
+
+
+def check_file(upload, position, limits):
+    """Read one uploaded file, hash it and decode it; return its verdict."""
+    from ml.intake import ImageRejected, decode_image
+
+    checked = CheckedFile(upload=upload, position=position, name=display_name(upload), size=upload.size or 0)
+    if checked.size > limits.max_bytes:
+        checked.status = Scan.Status.REJECTED
+        checked.reason = (
+            f"The file is {_megabytes(checked.size)}; the limit is {_megabytes(limits.max_bytes)}."
+        )
+        return checked
+    upload.seek(0)
+    data = upload.read()
+    checked.size = len(data)
+    checked.sha256 = hashlib.sha256(data).hexdigest()
+    try:
+        decoded = decode_image(data, limits)
+    except ImageRejected as exc:
+        checked.status = Scan.Status.REJECTED
+        checked.reason = f"Not accepted: {exc.reason}."[:300]
+        return checked
+    checked.format, checked.width, checked.height = decoded.format, decoded.width, decoded.height
+    decoded.image.close()
+    return checked
+
+
+def check_files(uploads):
+    limits = intake_limits()
+    return [check_file(upload, position, limits) for position, upload in enumerate(uploads, 1)]
+
+
+def active_versions():
+    """The active version of each architecture that has one, in display order."""
+    versions = ModelVersion.objects.filter(is_active=True)
+    by_arch = {version.architecture: version for version in versions}
+    return {arch: by_arch[arch] for arch, _ in ModelVersion._meta.get_field("architecture").choices if arch in by_arch}
+
+
+def ingest(case, user, uploads, architectures):
+    """Record one upload of ``uploads`` to ``case`` and queue predictions; see module doc."""
+    checked = check_files(uploads)
+    stored = []
+    try:
+        with transaction.atomic():
+            return _record(case, user, checked, architectures, stored)
+    except BaseException:
+        for name in stored:
+            try:
+                default_storage.delete(name)
+            except Exception:  # the original error matters more than a leftover file
+                log.exception("could not remove %s after a failed upload", name)
+        raise
+
+
+def _record(case, user, checked, architectures, stored):
+    Case.objects.select_for_update().only("pk").get(pk=case.pk)
+    shas = {item.sha256 for item in checked if item.status == Scan.Status.ACCEPTED}
+    existing = {
+        scan.sha256: scan
+        for scan in Scan.objects.filter(case=case, status=Scan.Status.ACCEPTED, sha256__in=shas)
+    }
+    batch = Batch.objects.create(case=case, uploaded_by=user, files_received=len(checked))
+    scans, seen = [], {}
+    for item in checked:
+        scan = Scan(
+            case=case, batch=batch, position=item.position, original_name=item.name,
+            status=item.status, rejection_reason=item.reason, sha256=item.sha256,
+            size_bytes=item.size, format=item.format, width=item.width, height=item.height,
+        )
+        if item.status == Scan.Status.ACCEPTED:
+            earlier = existing.get(item.sha256) or seen.get(item.sha256)
+            if earlier is not None:
+                scan.status = Scan.Status.DUPLICATE
+                scan.duplicate_of = earlier
+                where = "already in this case" if earlier.batch_id != batch.pk else "earlier in this upload"
+                scan.rejection_reason = f"Same content as “{earlier.original_name}”, {where}."[:300]
+            else:
+                item.upload.seek(0)
+                scan.file.save(item.name, item.upload, save=False)
+                stored.append(scan.file.name)
+                seen[item.sha256] = scan
+        scans.append(scan)
+    Scan.objects.bulk_create(scans, batch_size=500)
+    batch.accepted_count = sum(scan.status == Scan.Status.ACCEPTED for scan in scans)
+    batch.rejected_count = sum(scan.status == Scan.Status.REJECTED for scan in scans)
+    batch.duplicate_count = sum(scan.status == Scan.Status.DUPLICATE for scan in scans)
+    batch.save(update_fields=["accepted_count", "rejected_count", "duplicate_count"])
+    result = UploadResult(batch=batch)
+    if batch.accepted_count:
+        result.jobs, result.missing_models = queue_predictions(batch, architectures)
+    case.touch()
+    return result
+
+
+def queue_predictions(batch, architectures):
+    """Create (and queue after commit) jobs for the chosen architectures that have an
+    active version; return the jobs and the architectures that had none."""
+    versions = active_versions()
+    available = [arch for arch in architectures if arch in versions]
+    missing = [arch for arch in architectures if arch not in versions]
+    jobs = create_prediction_jobs(batch, available) if available else []
+    return jobs, missing

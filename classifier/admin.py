@@ -1,0 +1,347 @@
+"""Admin for the classifier: registry (import, activate, plots), jobs (re-queue, cancel),
+training runs (start, progress), and read-only predictions, reviews and audit events."""
+
+import json
+
+from django import forms
+from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.http import FileResponse, Http404, JsonResponse
+from django.shortcuts import get_object_or_404, redirect
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html, format_html_join
+
+from classifier.models import (
+    Architecture,
+    JobStatus,
+    ModelVersion,
+    Prediction,
+    PredictionJob,
+    Review,
+    TrainingRun,
+)
+from classifier.models.jobs import InvalidTransition
+from portal.audit.log import record
+from portal.audit.models import AuditEvent
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    """Visible, never changed: no add, change or delete through the admin."""
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+def _require_superuser(request):
+    if not request.user.is_active or not request.user.is_superuser:
+        raise PermissionDenied("Only superusers manage model versions.")
+
+
+# --- Model registry -------------------------------------------------------------------
+
+
+class ImportArtifactForm(forms.Form):
+    path = forms.CharField(
+        label="Artifact directory on the server",
+        max_length=500,
+        help_text="A directory exported by ml/ (model.keras + metadata.json).",
+    )
+    version = forms.CharField(max_length=40, required=False, help_text="Default: from metadata, else a timestamp.")
+    activate = forms.BooleanField(required=False, help_text="Make it the active version now (new jobs only).")
+
+
+@admin.register(ModelVersion)
+class ModelVersionAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at", "imported_by"]
+    list_filter = ["architecture", "is_active"]
+    search_fields = ["version", "artifact_sha256"]
+    ordering = ["architecture", "-created_at"]
+    actions = ["activate_selected"]
+    readonly_fields = [
+        "architecture", "version", "artifact_path", "artifact_sha256", "threshold", "is_active",
+        "imported_by", "created_at", "activated_at", "metrics_table", "plots", "metadata_json",
+    ]
+    fields = readonly_fields
+    change_list_template = "admin/classifier/modelversion/change_list.html"
+
+    def has_add_permission(self, request):
+        return False  # versions come only from the import form or manage.py import_model
+
+    def has_change_permission(self, request, obj=None):
+        return False  # read-only; the activate action and the import page do the changes
+
+    def has_delete_permission(self, request, obj=None):
+        return False  # predictions keep their version (PROTECT); nothing is deleted here
+
+    @admin.display(description="AUC")
+    def auc(self, obj):
+        value = (obj.metrics or {}).get("auc") or (obj.metrics or {}).get("roc_auc")
+        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    @admin.display(description="Metrics")
+    def metrics_table(self, obj):
+        items = [(k, v) for k, v in (obj.metrics or {}).items() if not isinstance(v, (dict, list))]
+        nested = {k: v for k, v in (obj.metrics or {}).items() if isinstance(v, (dict, list))}
+        html = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", items)
+        out = format_html("<table>{}</table>", html)
+        if nested:
+            out += format_html("<pre>{}</pre>", json.dumps(nested, indent=2, sort_keys=True))
+        return out
+
+    @admin.display(description="Plots")
+    def plots(self, obj):
+        from classifier.registry import PLOTS, plot_path
+
+        parts = [
+            format_html(
+                '<figure style="display:inline-block;margin:0 1em 0 0"><img src="{}" alt="{}" style="max-width:360px"><figcaption>{}</figcaption></figure>',
+                reverse("admin:classifier_modelversion_plot", args=[obj.pk, kind]),
+                kind,
+                {"roc": "ROC curve", "confusion": "Confusion matrix"}[kind],
+            )
+            for kind in PLOTS
+            if plot_path(obj, kind)
+        ]
+        return format_html_join("", "{}", ((p,) for p in parts)) if parts else "No plots in this artifact."
+
+    @admin.display(description="Metadata")
+    def metadata_json(self, obj):
+        return format_html("<pre>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True))
+
+    def get_urls(self):
+        urls = [
+            path("import/", self.admin_site.admin_view(self.import_view), name="classifier_modelversion_import"),
+            path("<int:pk>/plot/<str:kind>.png", self.admin_site.admin_view(self.plot_view), name="classifier_modelversion_plot"),
+        ]
+        return urls + super().get_urls()
+
+    def import_view(self, request):
+        _require_superuser(request)
+        from classifier.registry import RegistryError, import_artifact
+
+        form = ImportArtifactForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                version = import_artifact(
+                    form.cleaned_data["path"],
+                    user=request.user,
+                    activate=form.cleaned_data["activate"],
+                    version=form.cleaned_data["version"] or None,
+                    request=request,
+                )
+            except RegistryError as exc:
+                form.add_error("path", str(exc))
+            else:
+                state = "and activated it" if version.is_active else "(inactive)"
+                self.message_user(request, f"Imported {version} {state}.", messages.SUCCESS)
+                return redirect("admin:classifier_modelversion_change", version.pk)
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "title": "Import a model artifact"}
+        return TemplateResponse(request, "admin/classifier/modelversion/import.html", context)
+
+    def plot_view(self, request, pk, kind):
+        if not request.user.is_staff:
+            raise PermissionDenied
+        from classifier.registry import plot_path
+
+        version = get_object_or_404(ModelVersion, pk=pk)
+        found = plot_path(version, kind)
+        if found is None:
+            raise Http404("No such plot.")
+        response = FileResponse(open(found, "rb"), content_type="image/png")
+        response["Cache-Control"] = "private, max-age=300"
+        return response
+
+    @admin.action(description="Activate the selected version (new jobs only)")
+    def activate_selected(self, request, queryset):
+        _require_superuser(request)
+        from classifier.registry import activate_version
+
+        chosen = list(queryset)
+        if len({v.architecture for v in chosen}) != len(chosen):
+            self.message_user(request, "Choose at most one version per architecture.", messages.ERROR)
+            return
+        for version in chosen:
+            activate_version(version, user=request.user, request=request)
+            self.message_user(request, f"{version} is now active; running and earlier jobs keep their version.", messages.SUCCESS)
+
+
+# --- Jobs -----------------------------------------------------------------------------
+
+
+@admin.register(PredictionJob)
+class PredictionJobAdmin(admin.ModelAdmin):
+    list_display = ["id", "batch", "model_version", "status", "attempt", "done", "failed", "total", "created_at", "finished_at"]
+    list_filter = ["status", "model_version__architecture", "batch__case__clinic"]
+    search_fields = ["=id", "batch__case__patient_ref", "user_error", "admin_error"]
+    readonly_fields = [f.name for f in PredictionJob._meta.fields]
+    actions = ["requeue", "cancel"]
+    list_select_related = ["model_version", "batch__case"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    @admin.action(description="Re-queue the selected failed, partial or cancelled jobs", permissions=["change"])
+    def requeue(self, request, queryset):
+        from classifier.jobs import enqueue
+
+        done, skipped = 0, []
+        for pk in queryset.values_list("pk", flat=True):
+            with transaction.atomic():
+                job = PredictionJob.objects.select_for_update().select_related("batch__case").get(pk=pk)
+                if job.status not in (JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELLED):
+                    skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
+                    continue
+                job.attempt += 1
+                job.save(update_fields=["attempt"])
+                job.set_status(JobStatus.QUEUED)
+                enqueue(job)
+                record(request, AuditEvent.Action.JOB_REQUEUE, obj=job, clinic=job.batch.case.clinic, attempt=job.attempt)
+                done += 1
+        if done:
+            self.message_user(request, f"Re-queued {done} job(s).", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Not re-queued (only failed, partial or cancelled jobs can be): {', '.join(skipped)}.", messages.WARNING)
+
+    @admin.action(description="Cancel the selected queued or running jobs", permissions=["change"])
+    def cancel(self, request, queryset):
+        done, skipped = 0, []
+        for pk in queryset.values_list("pk", flat=True):
+            with transaction.atomic():
+                job = PredictionJob.objects.select_for_update().select_related("batch__case").get(pk=pk)
+                try:
+                    job.set_status(JobStatus.CANCELLED, user_error="Cancelled by an administrator.")
+                except InvalidTransition:
+                    skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
+                    continue
+                record(request, AuditEvent.Action.JOB_CANCEL, obj=job, clinic=job.batch.case.clinic)
+                done += 1
+        if done:
+            self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of scans.", messages.SUCCESS)
+        if skipped:
+            self.message_user(request, f"Not cancelled (already finished): {', '.join(skipped)}.", messages.WARNING)
+
+
+class TrainingStartForm(forms.Form):
+    architecture = forms.ChoiceField(choices=Architecture.choices)
+    epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300, help_text="Epochs of the head on the frozen backbone (early stopping).")
+    fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0, help_text="Epochs of fine-tuning the top block afterwards (0: none).")
+    input_size = forms.IntegerField(min_value=32, max_value=512, initial=224)
+    weights = forms.ChoiceField(choices=[("imagenet", "ImageNet (pre-trained)"), ("none", "None (random init)")])
+    clinics = forms.ModelMultipleChoiceField(
+        queryset=None, required=False, help_text="Reviewed scans of these clinics (default: all clinics)."
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        from portal.accounts.models import Clinic
+
+        self.fields["clinics"].queryset = Clinic.objects.all()
+
+
+@admin.register(TrainingRun)
+class TrainingRunAdmin(admin.ModelAdmin):
+    list_display = ["id", "architecture", "status", "percent", "requested_by", "created_at", "finished_at", "result_version"]
+    list_filter = ["status", "architecture"]
+    search_fields = ["=id", "log", "user_error"]
+    readonly_fields = [f.name for f in TrainingRun._meta.fields]
+    change_form_template = "admin/classifier/trainingrun/change_form.html"
+    change_list_template = "admin/classifier/trainingrun/change_list.html"
+
+    def has_add_permission(self, request):
+        return False  # runs start from the "Start training" page
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+    def get_urls(self):
+        return [
+            path("start/", self.admin_site.admin_view(self.start_view), name="classifier_trainingrun_start"),
+            path("<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="classifier_trainingrun_status"),
+        ] + super().get_urls()
+
+    def start_view(self, request):
+        _require_superuser(request)
+        from classifier.training import TrainingError, reviewed_counts, start_training
+
+        form = TrainingStartForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            data = form.cleaned_data
+            try:
+                run = start_training(
+                    user=request.user,
+                    architecture=data["architecture"],
+                    options={
+                        "epochs": data["epochs"],
+                        "fine_tune_epochs": data["fine_tune_epochs"],
+                        "input_size": data["input_size"],
+                        "weights": data["weights"],
+                    },
+                    clinics=list(data["clinics"]) or None,
+                    request=request,
+                )
+            except TrainingError as exc:
+                form.add_error(None, str(exc))
+            else:
+                self.message_user(request, "Training started; the new version stays inactive until you activate it.", messages.SUCCESS)
+                return redirect("admin:classifier_trainingrun_change", run.pk)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "form": form,
+            "counts": reviewed_counts(),
+            "title": "Train a new model version on reviewed scans",
+        }
+        return TemplateResponse(request, "admin/classifier/trainingrun/start.html", context)
+
+    def status_view(self, request, pk):
+        if not request.user.is_staff:
+            raise PermissionDenied
+        run = get_object_or_404(TrainingRun, pk=pk)
+        return JsonResponse(
+            {
+                "status": run.status,
+                "status_display": run.get_status_display(),
+                "done": run.done,
+                "total": run.total,
+                "percent": run.percent,
+                "finished": run.is_finished,
+                "error": run.user_error,
+                "log": run.log[-4000:],
+                "result_version": str(run.result_version) if run.result_version_id else None,
+                "result_url": reverse("admin:classifier_modelversion_change", args=[run.result_version_id])
+                if run.result_version_id
+                else None,
+            }
+        )
+
+
+# --- Read-only records ----------------------------------------------------------------
+
+
+@admin.register(Prediction)
+class PredictionAdmin(ReadOnlyAdmin):
+    list_display = ["id", "scan", "model_version", "probability", "label", "threshold", "error", "created_at"]
+    list_filter = ["label", "model_version", "scan__case__clinic"]
+    search_fields = ["=id", "scan__original_name", "scan__case__patient_ref", "error"]
+    list_select_related = ["scan", "model_version"]
+    date_hierarchy = "created_at"
+
+
+@admin.register(Review)
+class ReviewAdmin(ReadOnlyAdmin):
+    list_display = ["id", "scan", "prediction", "reviewer", "verdict", "label", "created_at"]
+    list_filter = ["verdict", "label", "prediction__model_version", "scan__case__clinic"]
+    search_fields = ["reviewer__username", "scan__original_name", "scan__case__patient_ref", "note"]
+    list_select_related = ["scan", "reviewer", "prediction__model_version"]
+    date_hierarchy = "created_at"

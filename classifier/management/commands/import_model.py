@@ -1,0 +1,29 @@
+from django.core.management.base import BaseCommand, CommandError
+
+from classifier.registry import RegistryError, import_artifact
+
+
+class Command(BaseCommand):
+    help = (
+        "Import a model artifact exported by ml/ (a directory with model.keras and "
+        "metadata.json) as a new model version; --activate makes it the active version of "
+        "its architecture (new jobs only)."
+    )
+
+    def add_arguments(self, parser):
+        parser.add_argument("path", help="artifact directory (or its metadata.json)")
+        parser.add_argument("--name", dest="version_name", help="version name (default: from metadata, else a timestamp)")
+        parser.add_argument("--activate", action="store_true", help="make it the active version")
+
+    def handle(self, *args, path, version_name=None, activate=False, **options):
+        try:
+            model_version = import_artifact(path, activate=activate, version=version_name)
+        except RegistryError as exc:
+            raise CommandError(str(exc)) from exc
+        state = "active" if model_version.is_active else "inactive"
+        self.stdout.write(
+            self.style.SUCCESS(
+                f"Imported {model_version} ({state}) into {model_version.artifact_path}; "
+                f"sha256 {model_version.artifact_sha256[:12]}…"
+            )
+        )

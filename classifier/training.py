@@ -1,0 +1,240 @@
+"""Training a new model version from reviewed scans, in the background.
+
+The labels are the reviewers': for each accepted scan, the label of its latest review
+(confirmed or corrected). The data set is written to a temporary folder as a CSV of
+``path,label`` (the format ``ml`` reads), ml trains in-process with a progress callback,
+and the artifact is imported as an inactive version.
+"""
+
+import csv
+import logging
+import shutil
+import tempfile
+import traceback
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import OuterRef, Subquery
+from django.utils import timezone
+
+from classifier.models import JobStatus, Label, Review, TrainingRun
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OPTIONS = {"input_size": 224, "weights": "imagenet"}
+
+
+class TrainingError(Exception):
+    """Training cannot start or failed; str() is fit to show to an admin."""
+
+
+def min_per_class():
+    return int(getattr(settings, "TRAINING_MIN_PER_CLASS", 20))
+
+
+def reviewed_scans(clinic_ids=None):
+    """Accepted scans with at least one review, annotated with ``reviewed_label``: the
+    label of the scan's latest review."""
+    from portal.cases.models import Scan
+
+    latest = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-id")
+    scans = Scan.objects.filter(status=Scan.Status.ACCEPTED).annotate(
+        reviewed_label=Subquery(latest.values("label")[:1])
+    ).filter(reviewed_label__isnull=False)
+    if clinic_ids:
+        scans = scans.filter(case__clinic__in=clinic_ids)
+    return scans.order_by("created_at", "pk")
+
+
+def reviewed_counts(clinic_ids=None):
+    counts = {label: 0 for label in Label.values}
+    for label in reviewed_scans(clinic_ids).values_list("reviewed_label", flat=True):
+        counts[label] += 1
+    return counts
+
+
+def check_enough(counts, minimum):
+    short = [
+        f"{Label(label).label.lower()}: {counts.get(label, 0)} of {minimum}"
+        for label in Label.values
+        if counts.get(label, 0) < minimum
+    ]
+    if short:
+        raise TrainingError(
+            f"Not enough reviewed scans to train: each class needs at least {minimum} "
+            f"({'; '.join(short)})."
+        )
+
+
+def start_training(user, architecture, options=None, clinics=None, request=None):
+    """Check there is enough reviewed data, create the run and queue it after commit."""
+    from portal.audit.log import record
+    from portal.audit.models import AuditEvent
+
+    clinic_ids = [str(c.pk) for c in clinics] if clinics else None
+    minimum = min_per_class()
+    check_enough(reviewed_counts(clinic_ids), minimum)
+    merged = {**DEFAULT_OPTIONS, **(options or {}), "clinics": clinic_ids, "min_per_class": minimum}
+    with transaction.atomic():
+        run = TrainingRun.objects.create(
+            architecture=architecture,
+            requested_by=user,
+            options=merged,
+            total=TOTAL_STEPS,
+        )
+        record(request, AuditEvent.Action.TRAINING_START, obj=run, actor=user, architecture=architecture, options=merged)
+        enqueue_training(run)
+    return run
+
+
+def enqueue_training(run):
+    from classifier.tasks import run_training
+
+    transaction.on_commit(lambda: run_training.delay(run.pk))
+
+
+# --- The worker side ------------------------------------------------------------------
+
+
+def _claim(run_id):
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        if run is None or run.status != JobStatus.QUEUED:
+            # Training is not resumable: a redelivered message for a running run does nothing;
+            # the sweeper or an admin decides what to do with it.
+            return None
+        run.set_status(JobStatus.RUNNING)
+        return run
+
+
+def _append_log(run, line):
+    run.log = (run.log + f"{timezone.now():%H:%M:%S} {line}\n")[-20000:]
+    TrainingRun.objects.filter(pk=run.pk).update(log=run.log, progress_at=timezone.now())
+
+
+def export_dataset(run, folder):
+    """Copy the reviewed scans into ``folder`` and write ``labels.csv`` (path,label)."""
+    from django.core.files.storage import default_storage
+
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    counts = {label: 0 for label in Label.values}
+    rows = []
+    for scan in reviewed_scans(run.options.get("clinics")).iterator(chunk_size=500):
+        suffix = Path(scan.file.name).suffix or ".img"
+        target = folder / "images" / f"{scan.pk}{suffix}"
+        try:
+            with default_storage.open(scan.file.name, "rb") as source, open(target, "wb") as out:
+                shutil.copyfileobj(source, out)
+        except OSError as exc:
+            log.warning("training run %s: scan %s unreadable: %s", run.pk, scan.pk, exc)
+            continue
+        rows.append((f"images/{target.name}", scan.reviewed_label))
+        counts[scan.reviewed_label] += 1
+    with open(folder / "labels.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label"])
+        writer.writerows(rows)
+    return folder / "labels.csv", counts
+
+
+def execute(run_id):
+    """Run one training run to the end; returns the run (or None when not ours)."""
+    run = _claim(run_id)
+    if run is None:
+        return None
+    workdir = Path(tempfile.mkdtemp(prefix=f"training-{run.pk}-"))
+    try:
+        csv_path, counts = export_dataset(run, workdir / "data")
+        _append_log(run, f"exported {counts[Label.TUMOR]} tumor and {counts[Label.NO_TUMOR]} no-tumor scans")
+        check_enough(counts, int(run.options.get("min_per_class", min_per_class())))
+        artifact = train_artifact(run, csv_path, workdir / "artifact")
+        from classifier.registry import import_artifact
+
+        version = import_artifact(
+            artifact,
+            user=run.requested_by,
+            activate=False,
+            version=f"trained-{run.pk}-{timezone.now():%Y%m%d%H%M%S}",
+        )
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update().get(pk=run.pk)
+            run.result_version = version
+            run.done = run.total
+            run.save(update_fields=["result_version", "done"])
+            _append_log(run, f"imported {version} (inactive)")
+            run.set_status(JobStatus.SUCCEEDED)
+        return run
+    except TrainingError as exc:
+        _fail(run.pk, str(exc), traceback.format_exc())
+    except Exception as exc:  # noqa: BLE001 - the run records every failure
+        log.exception("training run %s failed", run.pk)
+        _fail(run.pk, f"Training failed: {type(exc).__name__}: {str(exc)[:200]}", traceback.format_exc())
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return TrainingRun.objects.get(pk=run_id)
+
+
+def _fail(run_id, user_error, admin_error):
+    with transaction.atomic():
+        run = TrainingRun.objects.select_for_update().get(pk=run_id)
+        if run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
+            run.set_status(JobStatus.FAILED, user_error=user_error, admin_error=admin_error)
+
+
+# Progress steps: ml reports progress as messages; these prefixes mark the stages.
+STAGES = [
+    ("listing", 1),
+    ("split", 2),
+    ("phase 1 features", 3),
+    ("phase 1: training", 4),
+    ("phase 1 done", 5),
+    ("phase 2", 6),
+    ("threshold", 7),
+    ("reloaded artifact", 8),
+    ("artifact written", 9),
+]
+TOTAL_STEPS = 10  # the nine stages, then the import into the registry
+TRAIN_OPTIONS = {"weights", "input_size", "crop", "seed", "views", "head_epochs", "head_patience",
+                 "batch_size", "fine_tune_epochs", "fine_tune_blocks", "threads", "test_fraction",
+                 "val_fraction"}
+
+
+def train_config(run):
+    """ml.train.TrainConfig from the run's options (``epochs`` is the head's epochs)."""
+    from ml.train import TrainConfig
+
+    options = dict(run.options)
+    values = {k: v for k, v in options.items() if k in TRAIN_OPTIONS}
+    if "epochs" in options:
+        values.setdefault("head_epochs", int(options["epochs"]))
+    return TrainConfig(arch=run.architecture, extra={"training_run": run.pk}, **values)
+
+
+class _Progress:
+    """ml's progress callback: appends to the run's log and moves done/total."""
+
+    def __init__(self, run):
+        self.run = run
+
+    def __call__(self, message):
+        message = str(message)
+        step = next((n for prefix, n in STAGES if message.lower().startswith(prefix)), None)
+        if step is not None and step > self.run.done:
+            self.run.done = step
+            TrainingRun.objects.filter(pk=self.run.pk).update(done=step)
+        _append_log(self.run, message)
+
+
+def train_artifact(run, csv_path, out_dir):
+    """Train with ml in-process; returns the artifact directory."""
+    from ml.train import train
+
+    TrainingRun.objects.filter(pk=run.pk).update(total=TOTAL_STEPS, done=0)
+    run.total, run.done = TOTAL_STEPS, 0
+    try:
+        train(train_config(run), str(csv_path), str(out_dir), progress=_Progress(run))
+    except ValueError as exc:  # ml's "data set too small ..." and similar
+        raise TrainingError(f"Training could not run: {exc}") from exc
+    return out_dir

@@ -242,3 +242,6 @@ LOGGING = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
+
+# --- Training from reviewed scans (admin "Train a new version") ---------------------------
+TRAINING_MIN_PER_CLASS = env_int("TRAINING_MIN_PER_CLASS", 20, minimum=1)

@@ -1,0 +1,83 @@
+"""Training a new version from reviewed scans: admin start page, real worker, progress JSON."""
+
+import time
+
+import pytest
+from django.urls import reverse
+
+from tests.portal.reviews_data import case_with_scans, csrf_token, model_version, predict
+
+TINY = {"epochs": 2, "fine_tune_epochs": 0, "input_size": 32, "weights": "none"}
+
+
+def _reviewed(clinic, clinician, reviewer, per_class):
+    from classifier.models import Review
+
+    _, batch, scans = case_with_scans(clinic, clinician, 2 * per_class)
+    preds = predict(batch, scans, model_version("vgg16", "v1"), [0.7] * len(scans))
+    for index, p in enumerate(preds):
+        label = "tumor" if index % 2 else "no_tumor"
+        Review.objects.create(prediction=p, scan=p.scan, reviewer=reviewer, label=label,
+                              verdict="confirmed" if label == p.label else "corrected")
+
+
+def _start(client, **fields):
+    url = reverse("admin:classifier_trainingrun_start")
+    token = csrf_token(client.get(url))
+    return client.post(url, {"csrfmiddlewaretoken": token, "architecture": "vgg16", **TINY, **fields})
+
+
+def test_training_needs_enough_reviewed_scans_per_class(client_for, root, clinic_a, alice, bob, settings):
+    from classifier.models import TrainingRun
+
+    settings.TRAINING_MIN_PER_CLASS = 5
+    _reviewed(clinic_a, alice, bob, per_class=3)
+    response = _start(client_for(root))
+    assert response.status_code == 200
+    assert "each class needs at least 5 (tumor: 3 of 5; no tumor: 3 of 5)" in response.content.decode()
+    assert not TrainingRun.objects.exists()
+
+
+def test_training_start_is_for_superusers(client_for, carol, bob):
+    url = reverse("admin:classifier_trainingrun_start")
+    assert client_for(carol).get(url).status_code == 302  # not staff: admin login
+    assert client_for(bob).get(url).status_code == 302
+
+
+@pytest.mark.worker
+def test_training_run_produces_an_inactive_version(transactional_db, celery_worker, client_for, root, clinic_a, alice, bob, settings):
+    from classifier.models import JobStatus, ModelVersion, TrainingRun
+    from portal.audit.models import AuditEvent
+
+    settings.TRAINING_MIN_PER_CLASS = 8
+    _reviewed(clinic_a, alice, bob, per_class=10)
+    c = client_for(root)
+    response = _start(c, views=1)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    run = TrainingRun.objects.get()
+    assert response["Location"] == reverse("admin:classifier_trainingrun_change", args=[run.pk])
+    assert run.options["min_per_class"] == 8 and run.options["weights"] == "none"
+    assert AuditEvent.objects.filter(action="training_start", object_id=str(run.pk)).exists()
+    page = c.get(response["Location"]).content.decode()
+    assert 'id="training-progress"' in page
+
+    status_url = reverse("admin:classifier_trainingrun_status", args=[run.pk])
+    seen = []
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        status = c.get(status_url).json()
+        seen.append(status["done"])
+        if status["finished"]:
+            break
+        time.sleep(1)
+    assert status["finished"], f"not finished: {status}\n{celery_worker.log()}"
+    assert status["status"] == JobStatus.SUCCEEDED, f"{status}\n{celery_worker.log()}"
+    assert status["percent"] == 100 and status["done"] == status["total"] == 10
+    assert seen == sorted(seen)  # progress only moves forward
+    run.refresh_from_db()
+    new = run.result_version
+    assert new is not None and not new.is_active and new.architecture == "vgg16"
+    assert ModelVersion.objects.get(version="v1").is_active  # the active version is unchanged
+    assert new.metadata["input_size"] == 32 and "validation" in new.metrics
+    assert "artifact written" in run.log
+    assert AuditEvent.objects.filter(action="model_import", object_id=str(new.pk)).exists()

@@ -1,0 +1,41 @@
+"""Build a clinic-A batch of stored scans and wait on jobs."""
+
+import time
+
+from tests.fixtures.images import make_image_bytes
+
+
+def make_batch(clinic, user, n, *, ref="P-JOB", architectures=("vgg16",), size=(40, 40), bad=()):
+    """A case with one batch of ``n`` accepted scans and its queued jobs (through the real
+    upload path). ``bad``: positions whose stored file is then made undecodable."""
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from portal.cases.models import Case
+    from portal.cases.uploads import ingest
+
+    case = Case.objects.create(clinic=clinic, patient_ref=ref, created_by=user)
+    files = [
+        SimpleUploadedFile(f"scan-{i:03d}.jpg", make_image_bytes(size=size, seed=i), "image/jpeg")
+        for i in range(1, n + 1)
+    ]
+    result = ingest(case, user, files, list(architectures))
+    for scan in result.batch.scans.filter(position__in=bad):
+        path = scan.file.path
+        with open(path, "r+b") as handle:  # damage the stored file after intake
+            handle.truncate(40)
+    return result.batch, result.jobs
+
+
+def wait_for_jobs(jobs, timeout=180, worker=None):
+    from classifier.models import PredictionJob
+
+    deadline = time.monotonic() + timeout
+    ids = [job.pk for job in jobs]
+    while time.monotonic() < deadline:
+        current = list(PredictionJob.objects.filter(pk__in=ids))
+        if all(job.is_finished for job in current):
+            return current
+        time.sleep(0.3)
+    states = [(job.pk, job.status, job.done, job.failed, job.total) for job in PredictionJob.objects.filter(pk__in=ids)]
+    log = worker.log() if worker else ""
+    raise AssertionError(f"jobs did not finish in {timeout} s: {states}\n{log}")

@@ -1,0 +1,107 @@
+"""Django admin: every model registered and browsable; records read-only; job actions."""
+
+import pytest
+from django.apps import apps
+from django.contrib import admin
+from django.urls import reverse
+
+from tests.portal.reviews_data import case_with_scans, csrf_token, model_version, predict
+
+APPS = ["accounts", "cases", "classifier", "audit"]
+
+
+def _models():
+    return [m for label in APPS for m in apps.get_app_config(label).get_models()]
+
+
+def test_every_model_is_registered_with_list_columns_and_search():
+    for model in _models():
+        model_admin = admin.site._registry.get(model)
+        assert model_admin is not None, f"{model.__name__} is not in the admin"
+        assert model_admin.search_fields, f"{model.__name__} admin has no search"
+        assert len(model_admin.list_display) > 1, f"{model.__name__} admin has no list columns"
+
+
+@pytest.fixture
+def records(clinic_a, alice, bob):
+    from classifier.models import Review
+    from portal.audit.log import record
+    from portal.audit.models import AuditEvent
+
+    _, batch, scans = case_with_scans(clinic_a, alice, 1)
+    (p,) = predict(batch, scans, model_version(), [0.8])
+    review = Review.objects.create(prediction=p, scan=p.scan, reviewer=bob, verdict="confirmed", label="tumor")
+    record(None, AuditEvent.Action.EXPORT, actor=bob, clinic=clinic_a)
+    return {"prediction": p, "review": review, "job": p.job}
+
+
+def test_every_changelist_loads_with_search_for_a_superuser(client_for, root, records):
+    c = client_for(root)
+    for model in _models():
+        url = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_changelist")
+        response = c.get(url, {"q": "a"})
+        assert response.status_code == 200, url
+
+
+@pytest.mark.parametrize("key", ["prediction", "review"])
+def test_predictions_and_reviews_are_read_only(client_for, root, records, key):
+    obj = records[key]
+    name = obj._meta.model_name
+    c = client_for(root)
+    change = reverse(f"admin:classifier_{name}_change", args=[obj.pk])
+    page = c.get(change)
+    assert page.status_code == 200 and 'name="_save"' not in page.content.decode()
+    token = csrf_token(page) if b"csrfmiddlewaretoken" in page.content else c.cookies["csrftoken"].value
+    assert c.post(change, {"csrfmiddlewaretoken": token, "label": "no_tumor"}).status_code == 403
+    assert c.get(reverse(f"admin:classifier_{name}_delete", args=[obj.pk])).status_code == 403
+    assert c.get(reverse(f"admin:classifier_{name}_add")).status_code == 403
+    obj.refresh_from_db()
+    assert obj.label == "tumor"
+
+
+def _action(c, action, jobs):
+    url = reverse("admin:classifier_predictionjob_changelist")
+    token = csrf_token(c.get(url))
+    return c.post(url, {"csrfmiddlewaretoken": token, "action": action,
+                        "_selected_action": [j.pk for j in jobs]}, follow=True)
+
+
+def test_requeue_and_cancel_actions(client_for, root, records, clinic_a, alice, django_capture_on_commit_callbacks):
+    from classifier.models import JobStatus, PredictionJob
+    from portal.audit.models import AuditEvent
+
+    failed = records["job"]
+    PredictionJob.objects.filter(pk=failed.pk).update(status=JobStatus.FAILED, user_error="boom")
+    _, batch, _ = case_with_scans(clinic_a, alice, 1)
+    running = PredictionJob.objects.create(batch=batch, model_version=failed.model_version, status=JobStatus.RUNNING)
+    c = client_for(root)
+
+    with django_capture_on_commit_callbacks(execute=False) as callbacks:
+        response = _action(c, "requeue", [failed, running])
+    assert len(callbacks) == 1  # one message, sent only once the transaction commits
+    failed.refresh_from_db()
+    assert (failed.status, failed.attempt) == (JobStatus.QUEUED, 2)
+    text = response.content.decode()
+    assert "Re-queued 1 job" in text and "Not re-queued" in text
+
+    response = _action(c, "cancel", [running, failed])
+    running.refresh_from_db()
+    failed.refresh_from_db()
+    assert running.status == JobStatus.CANCELLED and failed.status == JobStatus.CANCELLED
+    assert "Cancelled 2 job" in response.content.decode()
+    response = _action(c, "cancel", [running])
+    assert "Not cancelled (already finished)" in response.content.decode()
+    assert AuditEvent.objects.filter(action="job_requeue").count() == 1
+    assert AuditEvent.objects.filter(action="job_cancel").count() == 2
+
+
+def test_job_actions_need_the_change_permission(client_for, records):
+    """A staff user who may only view jobs gets no re-queue or cancel action."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    staff = get_user_model().objects.create_user("viewer", is_staff=True)
+    staff.user_permissions.add(Permission.objects.get(codename="view_predictionjob"))
+    page = client_for(staff).get(reverse("admin:classifier_predictionjob_changelist"))
+    assert page.status_code == 200
+    assert 'value="requeue"' not in page.content.decode()

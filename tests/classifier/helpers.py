@@ -39,3 +39,18 @@ def wait_for_jobs(jobs, timeout=180, worker=None):
     states = [(job.pk, job.status, job.done, job.failed, job.total) for job in PredictionJob.objects.filter(pk__in=ids)]
     log = worker.log() if worker else ""
     raise AssertionError(f"jobs did not finish in {timeout} s: {states}\n{log}")
+
+
+def wait_until_idle(queue="inference", timeout=60):
+    """Until the worker has consumed every message of ``queue`` and runs no task."""
+    from portal.celery import app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with app.connection_for_read() as conn:
+            waiting = conn.default_channel.client.llen(queue)
+        active = app.control.inspect(timeout=1.0).active() or {}
+        if waiting == 0 and not any(active.values()):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"the worker was still busy after {timeout} s")

@@ -1,0 +1,89 @@
+"""A worker SIGKILLed in the middle of a job leaves nothing half-written; after a new worker
+starts, its beat sweeper re-queues the stalled job and the job completes with exactly one
+prediction per scan and model."""
+
+import time
+from datetime import timedelta
+
+import pytest
+
+from tests.classifier.helpers import make_batch, wait_for_jobs
+
+pytestmark = pytest.mark.worker
+
+SCANS = 48
+
+
+def restart(worker, *, beat=False, **env):
+    worker.stop()
+    worker.env = {**worker.base_env, **{k: str(v) for k, v in env.items()}}
+    worker.start(beat=beat)
+
+
+@pytest.fixture
+def worker(celery_worker):
+    """The session worker, restarted with test settings and given back as it was."""
+    celery_worker.base_env = dict(celery_worker.env)
+    yield celery_worker
+    celery_worker.kill()
+    celery_worker.env = celery_worker.base_env
+    celery_worker.start()
+
+
+def test_worker_killed_mid_job_then_new_worker_finishes_it(
+    transactional_db, worker, clinic_a, alice, registered_models, settings
+):
+    from django.utils import timezone
+
+    from classifier.models import JobStatus, Prediction, PredictionJob
+    from portal.cases.models import Case, Scan
+
+    # Small inference batches and larger images, so the job is slow enough to kill mid-way.
+    restart(worker, INFERENCE_BATCH_SIZE=1)
+    # A job already on its last attempt, stalled: the sweeper must fail it with a message.
+    spare_batch, _ = make_batch(clinic_a, alice, 1, ref="P-SPARE", architectures=())
+    last_try = PredictionJob.objects.create(
+        batch=spare_batch, model_version=registered_models["vgg16"], total=1,
+        attempt=settings.JOB_MAX_ATTEMPTS,
+    )
+    last_try.set_status(JobStatus.RUNNING)
+
+    batch, jobs = make_batch(clinic_a, alice, SCANS, architectures=("vgg16", "resnet50"), size=(320, 320))
+    first = jobs[0]
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        first.refresh_from_db()
+        if first.done >= 3:
+            break
+        time.sleep(0.02)
+    worker.kill()
+    first.refresh_from_db()
+    assert first.status == "running", f"job was {first.status} when the worker died"
+    assert 0 < first.done < SCANS, f"the kill was not mid-job: {first.done}/{SCANS}"
+    done_at_kill = Prediction.objects.filter(job=first).count()
+    assert done_at_kill == first.done  # every stored result is a whole, counted batch
+
+    # Time passes: the killed job stops making progress past the stall timeout.
+    stale = timezone.now() - timedelta(minutes=settings.JOB_STALL_MINUTES + 1)
+    PredictionJob.objects.filter(pk__in=[first.pk, last_try.pk]).update(progress_at=stale)
+    restart(worker, beat=True, INFERENCE_BATCH_SIZE=4, SWEEP_INTERVAL_SECONDS=2)
+
+    finished = wait_for_jobs(jobs + [last_try], timeout=300, worker=worker)
+    by_pk = {job.pk: job for job in finished}
+    first, second = by_pk[jobs[0].pk], by_pk[jobs[1].pk]
+    assert first.status == "succeeded" and first.attempt == 2, (first.status, first.attempt)
+    assert second.status == "succeeded"
+    for job in (first, second):
+        assert (job.done, job.failed, job.total) == (SCANS, 0, SCANS)
+    accepted = Scan.objects.filter(batch=batch, status="accepted")
+    for version in registered_models.values():
+        per_scan = Prediction.objects.filter(scan__in=accepted, model_version=version)
+        assert per_scan.count() == SCANS
+        assert per_scan.values("scan").distinct().count() == SCANS
+    # Results stored before the kill were kept, not redone.
+    assert Prediction.objects.filter(job=first).count() == SCANS
+
+    failed = by_pk[last_try.pk]
+    assert failed.status == "failed"
+    assert failed.user_error == f"The analysis stalled {settings.JOB_MAX_ATTEMPTS} times and was stopped."
+    assert Case.objects.count() == 2

@@ -75,6 +75,10 @@ def _filter_query(params):
     return kept.urlencode()
 
 
+def _with_query(url, query):
+    return f"{url}?{query}" if query else url
+
+
 @login_required
 def queue(request):
     _require_some_role(request.user, CAN_REVIEW)
@@ -93,7 +97,12 @@ def review(request, prediction_id):
     prediction = get_prediction_for(request.user, prediction_id, CAN_REVIEW)
     if prediction.error or prediction.scan.status != "accepted":
         raise Http404("This prediction cannot be reviewed.")
-    filters = _filter_query(request.POST if request.method == "POST" else request.GET)
+    # The queue's filters ride along as one hidden field: the review form has a "label"
+    # field of its own, which must not be mistaken for the queue's label filter.
+    if request.method == "POST":
+        filters = _filter_query(QueryDict(request.POST.get("queue_filters", "")))
+    else:
+        filters = _filter_query(request.GET)
     form = ReviewForm(request.POST or None, prediction=prediction)
     if request.method == "POST" and form.is_valid():
         with transaction.atomic():
@@ -124,8 +133,8 @@ def review(request, prediction_id):
         following = remaining.exclude(pk=prediction.pk).first()
         if following is None:
             messages.info(request, "The review queue is empty.")
-            return redirect(f"{reverse('reviews:queue')}?{filters}")
-        return redirect(f"{reverse('reviews:review', args=[following.public_id])}?{filters}")
+            return redirect(_with_query(reverse("reviews:queue"), filters))
+        return redirect(_with_query(reverse("reviews:review", args=[following.public_id]), filters))
     scan = prediction.scan
     return render(
         request,
@@ -140,7 +149,6 @@ def review(request, prediction_id):
             "reviews": scan.reviews.select_related("reviewer", "prediction__model_version"),
             "form": form,
             "filters": filters,
-            "filter_items": list(QueryDict(filters).items()),
         },
     )
 

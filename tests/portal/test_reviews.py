@@ -84,12 +84,20 @@ def test_review_redirects_to_the_next_item_of_the_filtered_queue(client_for, bob
     url = reverse("reviews:review", args=[r[0].public_id]) + f"?model_version={queue_data['resnet'].pk}"
     token = csrf_token(c.get(url))
     response = c.post(url, {"csrfmiddlewaretoken": token, "verdict": "confirmed",
-                            "model_version": queue_data["resnet"].pk})
+                            "queue_filters": f"model_version={queue_data['resnet'].pk}"})
     assert response["Location"] == reverse("reviews:review", args=[r[1].public_id]) + f"?model_version={queue_data['resnet'].pk}"
     token = csrf_token(c.get(response["Location"]))
     response = c.post(reverse("reviews:review", args=[r[1].public_id]),
-                      {"csrfmiddlewaretoken": token, "verdict": "confirmed", "model_version": queue_data["resnet"].pk})
+                      {"csrfmiddlewaretoken": token, "verdict": "confirmed", "queue_filters": f"model_version={queue_data['resnet'].pk}"})
     assert response["Location"].startswith(reverse("reviews:queue"))
+
+
+def test_the_corrected_label_is_not_taken_for_the_queue_label_filter(client_for, bob, queue_data):
+    """The review form's own "label" field must not leak into the queue filters."""
+    v = queue_data["vgg_preds"]
+    response = _post_review(client_for(bob), v[0], verdict="corrected", label="no_tumor", queue_filters="")
+    assert "label=" not in response["Location"]
+    assert response["Location"] == reverse("reviews:review", args=[queue_data["resnet_preds"][0].public_id])
 
 
 def test_a_correction_must_change_the_label(client_for, bob, queue_data):

@@ -4,8 +4,6 @@ those verdicts, the CSV export's rows match the database, and the audit page lis
 run's events in order."""
 
 import csv
-import io
-import os
 
 import pytest
 
@@ -14,9 +12,6 @@ from tests.portal.reviews_data import case_with_scans, model_version, predict
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
-
 # P(tumor) per scan, and what the reviewer holds true: three confirmations, two corrections.
 PROBABILITIES = [0.91, 0.62, 0.48, 0.15, 0.77]
 TRUTH = ["tumor", "no_tumor", "no_tumor", "tumor", "tumor"]
@@ -24,34 +19,15 @@ TRUTH = ["tumor", "no_tumor", "no_tumor", "tumor", "tumor"]
 #  ->      TP      FP (corr.)  TN          FN (corr.) TP
 
 
-@pytest.fixture(scope="session")
-def _no_public_media():
-    """MEDIA_URL is None (scans are never served publicly), which Django's live server
-    media handler cannot parse; the live server must not serve media anyway."""
-    from django.test import testcases
-
-    testcases._MediaFilesHandler = lambda application: application
-
-
-@pytest.fixture(scope="session")
-def live_server(_no_public_media, live_server):
-    return live_server
-
-
 @pytest.fixture
-def browser():
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")  # ORM calls beside Playwright's loop
-    from playwright.sync_api import sync_playwright
+def browser(playwright_browser):
+    """tests/e2e/conftest.py's browser; each user gets a context of their own."""
+    yield playwright_browser
+    # The ORM calls made beside Playwright's event loop used a connection of their own
+    # context; close it so the test database can be dropped at the end of the session.
+    from django.db import connections
 
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-        # The ORM calls made while Playwright runs used their own connection (Playwright's
-        # event loop gives them another context); close it so the test database can go.
-        from django.db import connections
-
-        connections.close_all()
+    connections.close_all()
 
 
 def _login(browser, base, username):

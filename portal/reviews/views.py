@@ -105,30 +105,17 @@ def review(request, prediction_id):
         filters = _filter_query(request.GET)
     form = ReviewForm(request.POST or None, prediction=prediction)
     if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            created = Review.objects.create(
-                prediction=prediction,
-                scan=prediction.scan,
-                reviewer=request.user,
-                verdict=form.cleaned_data["verdict"],
-                label=form.cleaned_data["label"],
-                note=form.cleaned_data["note"],
+        created = _save_review(request, prediction, form.cleaned_data)
+        if created is None:
+            messages.warning(
+                request, "You have already reviewed this prediction; your earlier verdict stands."
             )
-            record(
+        else:
+            messages.success(
                 request,
-                AuditEvent.Action.REVIEW,
-                obj=created,
-                clinic=prediction.scan.case.clinic,
-                prediction=str(prediction.public_id),
-                scan=str(prediction.scan_id),
-                verdict=created.verdict,
-                label=created.label,
+                f"{created.get_verdict_display()}: {prediction.scan} is "
+                f"{Label(created.label).label.lower()}.",
             )
-        messages.success(
-            request,
-            f"{created.get_verdict_display()}: {prediction.scan} is "
-            f"{Label(created.label).label.lower()}.",
-        )
         _, remaining = _filtered_queue(request.user, QueryDict(filters))
         following = remaining.exclude(pk=prediction.pk).first()
         if following is None:
@@ -147,10 +134,40 @@ def review(request, prediction_id):
                 "model_version__architecture", "model_version__version"
             ),
             "reviews": scan.reviews.select_related("reviewer", "prediction__model_version"),
+            "own_review": prediction.reviews.filter(reviewer=request.user).first(),
             "form": form,
             "filters": filters,
         },
     )
+
+
+def _save_review(request, prediction, data):
+    """Record one reviewer's verdict, once: a second submission by the same reviewer (a
+    double click, a resent form, a second tab) returns None and records nothing. The
+    prediction's row lock makes the check safe against two requests at once."""
+    with transaction.atomic():
+        list(Prediction.objects.select_for_update().filter(pk=prediction.pk).values_list("pk"))
+        if Review.objects.filter(prediction=prediction, reviewer=request.user).exists():
+            return None
+        created = Review.objects.create(
+            prediction=prediction,
+            scan=prediction.scan,
+            reviewer=request.user,
+            verdict=data["verdict"],
+            label=data["label"],
+            note=data["note"],
+        )
+        record(
+            request,
+            AuditEvent.Action.REVIEW,
+            obj=created,
+            clinic=prediction.scan.case.clinic,
+            prediction=str(prediction.public_id),
+            scan=str(prediction.scan_id),
+            verdict=created.verdict,
+            label=created.label,
+        )
+    return created
 
 
 @login_required

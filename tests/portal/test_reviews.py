@@ -100,6 +100,20 @@ def test_the_corrected_label_is_not_taken_for_the_queue_label_filter(client_for,
     assert response["Location"] == reverse("reviews:review", args=[queue_data["resnet_preds"][0].public_id])
 
 
+def test_a_reviewer_reviews_a_prediction_once(client_for, bob, queue_data):
+    from classifier.models import Review
+
+    c = client_for(bob)
+    prediction = queue_data["vgg_preds"][0]
+    url = reverse("reviews:review", args=[prediction.public_id])
+    token = csrf_token(c.get(url))
+    for verdict in ("confirmed", "corrected"):  # a resent form
+        assert c.post(url, {"csrfmiddlewaretoken": token, "verdict": verdict}).status_code == 302
+    assert list(Review.objects.values_list("reviewer__username", "verdict")) == [("bob", "confirmed")]
+    page = c.get(url).content.decode()
+    assert "You reviewed this prediction" in page and 'id="review-form"' not in page
+
+
 def test_a_correction_must_change_the_label(client_for, bob, queue_data):
     from classifier.models import Review
 

@@ -48,6 +48,7 @@ def wait_until_idle(queue="inference", timeout=60):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with app.connection_for_read() as conn:
+            # kombu's client adds CELERY_BROKER_KEY_PREFIX to the key itself.
             waiting = conn.default_channel.client.llen(queue)
         active = app.control.inspect(timeout=1.0).active() or {}
         if waiting == 0 and not any(active.values()):

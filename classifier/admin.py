@@ -159,6 +159,12 @@ class ModelVersionAdmin(admin.ModelAdmin):
         response["Cache-Control"] = "private, max-age=300"
         return response
 
+    def get_actions(self, request):
+        actions = super().get_actions(request)
+        if not request.user.is_superuser:
+            actions.pop("activate_selected", None)
+        return actions
+
     @admin.action(description="Activate the selected version (new jobs only)")
     def activate_selected(self, request, queryset):
         _require_superuser(request)

@@ -2,7 +2,7 @@
 
 from axes.signals import user_locked_out
 from django.contrib.auth import get_user_model
-from django.contrib.auth.signals import user_logged_in, user_login_failed
+from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
 from portal.audit.log import record
@@ -27,6 +27,12 @@ def _user_named(username):
 @receiver(user_logged_in, dispatch_uid="audit_login")
 def on_login(sender, request, user, **kwargs):
     record(request, AuditEvent.Action.LOGIN, actor=user, clinic=_only_clinic(user))
+
+
+@receiver(user_logged_out, dispatch_uid="audit_logout")
+def on_logout(sender, request, user, **kwargs):
+    if user is not None:
+        record(request, AuditEvent.Action.LOGOUT, actor=user, clinic=_only_clinic(user))
 
 
 @receiver(user_login_failed, dispatch_uid="audit_login_failed")

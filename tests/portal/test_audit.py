@@ -25,7 +25,10 @@ def test_login_and_failed_login_are_audited(alice, clinic_a):
     assert response.status_code == 200
     _, response = _login("alice", PASSWORD, ip="10.0.0.8")
     assert response.status_code == 302
-    failed, ok = AuditEvent.objects.order_by("at", "id")
+    client, _ = _login("alice", PASSWORD, ip="10.0.0.9")
+    client.post(reverse("logout"), {"csrfmiddlewaretoken": client.cookies["csrftoken"].value})
+    failed, ok, _, logout = AuditEvent.objects.order_by("at", "id")
+    assert (logout.action, logout.actor, logout.ip_address) == ("logout", alice, "10.0.0.9")
     assert (failed.action, failed.actor, failed.actor_name, failed.ip_address, failed.clinic) == (
         "login_failed", None, "alice", "10.0.0.7", clinic_a)
     assert (ok.action, ok.actor, ok.ip_address, ok.clinic) == ("login", alice, "10.0.0.8", clinic_a)

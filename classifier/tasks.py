@@ -201,10 +201,10 @@ def sweep_stalled_jobs():
     return swept
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def run_training(run_id):
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def run_training(self, run_id):
     """Train a new (inactive) model version from reviewed scans; see classifier/training.py."""
     from classifier.training import execute
 
-    run = execute(run_id)
+    run = execute(run_id, self.request.id)
     return run.status if run is not None else None

@@ -13,6 +13,7 @@ import tempfile
 import traceback
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import OuterRef, Subquery
@@ -97,15 +98,33 @@ def enqueue_training(run):
 # --- The worker side ------------------------------------------------------------------
 
 
-def _claim(run_id):
+def _claim(run_id, task_id):
+    """Lock the run and move it to running; None when it is not ours to run.
+
+    Training is not resumable. The same message delivered again for a running run means
+    its worker died mid-training (acks_late): the run is failed rather than restarted, so
+    that a run that kills its worker (out of memory, say) cannot loop. Another message for
+    a running run (a duplicate) does nothing.
+    """
+    task_id = task_id or ""
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
-        if run is None or run.status != JobStatus.QUEUED:
-            # Training is not resumable: a redelivered message for a running run does nothing;
-            # the sweeper or an admin decides what to do with it.
+        if run is None:
+            log.warning("training run %s does not exist", run_id)
             return None
-        run.set_status(JobStatus.RUNNING)
-        return run
+        if run.status == JobStatus.QUEUED:
+            run.worker_task_id = task_id
+            run.save(update_fields=["worker_task_id"])
+            run.set_status(JobStatus.RUNNING)
+            return run
+        if run.status == JobStatus.RUNNING and task_id and run.worker_task_id == task_id:
+            run.set_status(
+                JobStatus.FAILED,
+                user_error="The worker stopped during training (out of memory or restarted); "
+                "start a new run.",
+                admin_error=f"Task {task_id} was delivered again while the run was running.",
+            )
+        return None
 
 
 def _append_log(run, line):
@@ -139,9 +158,9 @@ def export_dataset(run, folder):
     return folder / "labels.csv", counts
 
 
-def execute(run_id):
+def execute(run_id, task_id=None):
     """Run one training run to the end; returns the run (or None when not ours)."""
-    run = _claim(run_id)
+    run = _claim(run_id, task_id)
     if run is None:
         return None
     workdir = Path(tempfile.mkdtemp(prefix=f"training-{run.pk}-"))
@@ -168,6 +187,13 @@ def execute(run_id):
         return run
     except TrainingError as exc:
         _fail(run.pk, str(exc), traceback.format_exc())
+    except SoftTimeLimitExceeded:
+        _fail(
+            run.pk,
+            f"Training took longer than the {settings.CELERY_TASK_SOFT_TIME_LIMIT} s limit and was "
+            "stopped; try a smaller input size or fewer epochs.",
+            traceback.format_exc(),
+        )
     except Exception as exc:  # noqa: BLE001 - the run records every failure
         log.exception("training run %s failed", run.pk)
         _fail(run.pk, f"Training failed: {type(exc).__name__}: {str(exc)[:200]}", traceback.format_exc())

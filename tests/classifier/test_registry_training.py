@@ -81,3 +81,18 @@ def test_training_run_produces_an_inactive_version(transactional_db, celery_work
     assert new.metadata["input_size"] == 32 and "validation" in new.metrics
     assert "artifact written" in run.log
     assert AuditEvent.objects.filter(action="model_import", object_id=str(new.pk)).exists()
+
+
+def test_a_redelivered_training_message_fails_the_run_instead_of_looping(db, root):
+    """Training cannot resume: the same message again means its worker died mid-run."""
+    from classifier.models import JobStatus, TrainingRun
+    from classifier.training import _claim
+
+    run = TrainingRun.objects.create(architecture="vgg16", requested_by=root, options=TINY)
+    assert _claim(run.pk, "task-1").status == JobStatus.RUNNING
+    assert _claim(run.pk, "task-2") is None  # a duplicate message: leave the run alone
+    run.refresh_from_db()
+    assert run.status == JobStatus.RUNNING
+    assert _claim(run.pk, "task-1") is None  # redelivered after the worker died
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED and "worker stopped during training" in run.user_error

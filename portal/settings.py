@@ -245,3 +245,7 @@ LOGGING = {
 
 # --- Training from reviewed scans (admin "Train a new version") ---------------------------
 TRAINING_MIN_PER_CLASS = env_int("TRAINING_MIN_PER_CLASS", 20, minimum=1)
+# Login throttling and the audit trail read the client's address the same way, honouring
+# PROXY_COUNT (django-ipware is not installed, so axes would otherwise use REMOTE_ADDR,
+# which behind a proxy is the proxy: one clinic's failures would lock everyone out).
+AXES_CLIENT_IP_CALLABLE = "portal.audit.ip.client_ip"

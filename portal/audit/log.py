@@ -4,9 +4,10 @@ from portal.audit.models import AuditEvent
 
 
 def client_ip(request):
-    if request is None:
-        return None
-    return request.META.get("REMOTE_ADDR") or None
+    """The same address login throttling uses (portal.audit.ip honours PROXY_COUNT)."""
+    from portal.audit.ip import client_ip as resolve
+
+    return resolve(request)
 
 
 def record(request, action, *, obj=None, clinic=None, actor=None, **extra):

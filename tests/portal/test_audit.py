@@ -120,3 +120,35 @@ def test_audit_events_cannot_be_changed_or_deleted(client_for, root, carol, clin
         event.save()
     with pytest.raises(PermissionError):
         event.delete()
+
+
+def test_behind_proxies_the_client_address_comes_from_x_forwarded_for(alice, bob, settings):
+    """With PROXY_COUNT trusted proxies, throttling and the audit trail use the client's
+    address, not the proxy's: failures from one client do not lock out another one behind
+    the same proxy, and a spoofed leftmost X-Forwarded-For entry is ignored."""
+    from portal.audit.models import AuditEvent
+
+    settings.AXES_IPWARE_PROXY_COUNT = 1
+
+    def attempt(username, password, client_address):
+        client = Client(enforce_csrf_checks=True, REMOTE_ADDR="10.9.9.9",
+                        HTTP_X_FORWARDED_FOR=f"6.6.6.6, {client_address}")
+        token = csrf_token(client.get(reverse("login")))
+        return client.post(reverse("login"), {"username": username, "password": password,
+                                              "csrfmiddlewaretoken": token})
+
+    for n in range(settings.AXES_FAILURE_LIMIT):
+        attempt(f"nobody{n}", "wrong", "203.0.113.5")
+    assert attempt("bob", PASSWORD, "203.0.113.5").status_code == 429  # that client is locked
+    assert attempt("alice", PASSWORD, "203.0.113.77").status_code == 302  # another one is not
+    assert set(AuditEvent.objects.filter(action="login_failed").values_list("ip_address", flat=True)) == {"203.0.113.5"}
+    assert AuditEvent.objects.get(action="login").ip_address == "203.0.113.77"
+
+
+def test_without_proxies_x_forwarded_for_is_ignored(alice):
+    from portal.audit.models import AuditEvent
+
+    client = Client(enforce_csrf_checks=True, REMOTE_ADDR="10.1.2.3", HTTP_X_FORWARDED_FOR="6.6.6.6")
+    token = csrf_token(client.get(reverse("login")))
+    client.post(reverse("login"), {"username": "alice", "password": PASSWORD, "csrfmiddlewaretoken": token})
+    assert AuditEvent.objects.get(action="login").ip_address == "10.1.2.3"

@@ -80,6 +80,9 @@ def test_training_run_produces_an_inactive_version(transactional_db, celery_work
     assert ModelVersion.objects.get(version="v1").is_active  # the active version is unchanged
     assert new.metadata["input_size"] == 32 and "validation" in new.metrics
     assert "artifact written" in run.log
+    from classifier.registry import plot_path
+
+    assert plot_path(new, "roc") is not None and plot_path(new, "confusion") is not None
     assert AuditEvent.objects.filter(action="model_import", object_id=str(new.pk)).exists()
 
 

@@ -30,9 +30,123 @@ def _cmd_predict(args) -> int:
     return 0
 
 
+def _layers(v):
+    return [x.strip() for x in v.split(",") if x.strip()] if v else None
+
+
+def _cmd_train(args) -> int:
+    from .train import TrainConfig, train
+
+    cfg = TrainConfig(arch=args.arch, weights=args.weights, input_size=args.input_size, crop=not args.no_crop,
+                      seed=args.seed, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
+                      views=args.views, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
+                      batch_size=args.batch_size, dropout=args.dropout, l2=args.l2,
+                      feature_layers=_layers(args.feature_layers), pooling=args.pooling,
+                      head_optimizer=args.head_optimizer, fine_tune_epochs=args.fine_tune_epochs, fine_tune_blocks=args.fine_tune_blocks,
+                      fine_tune_lr=args.fine_tune_lr, threshold_method=args.threshold_method, threads=args.threads)
+    result = train(cfg, args.data, args.out)
+    from .evaluate import format_metrics
+
+    print(f"artifact: {result['artifact']}  ({result['backbone']})")
+    print(f"split: {result['split']['train']} train / {result['split']['validation']} validation / "
+          f"{result['split']['test']} test images (grouped)")
+    print(f"validation (threshold chosen here, so optimistic):\n{format_metrics(result['validation'])}")
+    print(f"reload check: max |p - p_reloaded| = {result['reload_max_abs_diff']:.2e}")
+    return 0
+
+
+def _cmd_evaluate(args) -> int:
+    from .evaluate import evaluate, format_metrics
+
+    rep = evaluate(args.artifact, args.data, args.out, split=args.split, batch_size=args.batch_size,
+                   threads=args.threads, n_boot=args.bootstrap)
+    print(f"{rep['architecture']} [{rep['backbone']}] on {rep['note']} (n={rep['metrics']['n']}):")
+    print(format_metrics(rep["metrics"]))
+    for e in rep["errors"]:
+        print(f"  rejected: {e['file']}: {e['error']}")
+    return 0
+
+
+def _cmd_cv(args) -> int:
+    from .cv import cross_validate
+
+    rep = cross_validate(args.data, arch=args.arch, weights=args.weights, folds=args.folds, seed=args.seed,
+                         repeats=args.repeats, input_size=args.input_size, crop=not args.no_crop, views=args.views,
+                         feature_layers=_layers(args.feature_layers), pooling=args.pooling,
+                         head_optimizer=args.head_optimizer, dropout=args.dropout,
+                         l2=args.l2, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
+                         threshold_method=args.threshold_method, fine_tune_epochs=args.fine_tune_epochs,
+                         fine_tune_blocks=args.fine_tune_blocks, fine_tune_lr=args.fine_tune_lr,
+                         threads=args.threads, cache_dir=args.cache, out=args.out, n_boot=args.bootstrap)
+    s = rep["per_fold_mean_sd"]
+    pooled = rep["first_repeat"]["pooled_out_of_fold"]
+    print(f"{rep['folds']}-fold grouped CV x {rep['repeats']} ({rep['backbone']}), per-fold mean ± sd:")
+    for k in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier"):
+        lo, hi = pooled["ci95"][k]
+        print(f"  {k:18s} {s[k]['mean']:.3f} ± {s[k]['sd']:.3f}   pooled out-of-fold {pooled[k]:.3f} "
+              f"95% CI [{lo:.3f}, {hi:.3f}]")
+    c = pooled["confusion"]
+    print(f"  pooled confusion   TN {c['tn']}  FP {c['fp']}  FN {c['fn']}  TP {c['tp']}")
+    print(json.dumps({"cv": {k: s[k] for k in s}, "seconds": rep["seconds"]}))
+    return 0
+
+
+def _common_model_args(p, *, train: bool):
+    p.add_argument("--data", required=True, help="folder with yes/ and no/, or a CSV of path,label")
+    p.add_argument("--arch", choices=["vgg16", "resnet50"], default="vgg16")
+    p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a backbone weights file")
+    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--no-crop", action="store_true", help="do not trim the dark background (brain crop)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--views", type=int, default=4, help="augmentation views per training image (1 = none)")
+    p.add_argument("--epochs", type=int, default=300, help="phase-one (head) epochs at most")
+    p.add_argument("--lr", type=float, default=1e-3, help="phase-one learning rate")
+    p.add_argument("--patience", type=int, default=40, help="early-stopping patience (epochs, validation AUC)")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--dropout", type=float, default=0.3)
+    p.add_argument("--l2", type=float, default=1e-3)
+    p.add_argument("--feature-layers", default=None, help="comma-separated backbone layers to pool (default: last)")
+    p.add_argument("--pooling", choices=["avg", "avgmax"], default=None,
+                   help="global pooling of the feature maps (default: avgmax for vgg16, avg for resnet50)")
+    p.add_argument("--head-optimizer", choices=["lbfgs", "adam"], default="lbfgs",
+                   help="phase one: exact L-BFGS over an L2 path chosen by validation AUC, or Adam + early stopping")
+    p.add_argument("--fine-tune-epochs", type=int, default=0, help="phase two epochs (0 = skip)")
+    p.add_argument("--fine-tune-blocks", type=int, choices=[1, 2], default=1)
+    p.add_argument("--fine-tune-lr", type=float, default=1e-5)
+    p.add_argument("--threshold-method", choices=["youden", "accuracy"], default="youden")
+    p.add_argument("--threads", type=int, default=None, help="TF intra-op threads")
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m ml", description="NeuroAI brain-MRI classifier pipeline")
     sub = ap.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a classifier and write an artifact")
+    _common_model_args(p, train=True)
+    p.add_argument("--out", required=True, help="artifact directory to write")
+    p.add_argument("--test-fraction", type=float, default=0.2, help="grouped held-out test share (0 = none)")
+    p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share of the rest")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score an artifact on a data set (serving path), with CIs and plots")
+    p.add_argument("artifact", nargs="?", help="artifact directory")
+    p.add_argument("--model", dest="model_opt", default=None, help="artifact directory (alternative)")
+    p.add_argument("--data", required=True)
+    p.add_argument("--out", default=None, help="report folder (default: ARTIFACT/evaluation)")
+    p.add_argument("--split", choices=["auto", "test", "all"], default="auto")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("cv", help="grouped K-fold cross-validation of the pipeline")
+    _common_model_args(p, train=False)
+    p.add_argument("--folds", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=1, help="repeat CV with seeds seed, seed+1, ...")
+    p.add_argument("--cache", default=None, help="folder for cached backbone features")
+    p.add_argument("--out", default=None, help="folder for cv.json and plots")
+    p.add_argument("--bootstrap", type=int, default=2000)
+    p.set_defaults(func=_cmd_cv)
 
     p = sub.add_parser("info", help="print and validate an artifact's metadata")
     p.add_argument("artifact")
@@ -49,7 +163,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        args.artifact = args.artifact or args.model_opt
+        if not args.artifact:
+            parser.error("evaluate needs an artifact directory")
     try:
         return int(args.func(args) or 0)
     except Exception as exc:

@@ -18,10 +18,13 @@ def brain_image(size=(120, 100), tumor=False, seed=0, mode="RGB") -> Image.Image
     w, h = size
     yy, xx = np.mgrid[0:h, 0:w]
     cx, cy = w / 2 + rng.uniform(-3, 3), h / 2 + rng.uniform(-3, 3)
-    rx, ry = w * 0.32, h * 0.36
+    rx, ry = w * rng.uniform(0.28, 0.36), h * rng.uniform(0.32, 0.4)
     head = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
+    # Low-frequency random texture makes each generated scan distinct (for duplicate detection).
+    field = Image.fromarray(rng.uniform(0, 255, (5, 5)).astype(np.uint8), "L").resize((w, h), Image.BICUBIC)
+    texture = np.asarray(field, np.float64) - 128
     arr = np.zeros((h, w), np.float64)
-    arr[head] = 110 + rng.normal(0, 12, head.sum())
+    arr[head] = 110 + 0.6 * texture[head] + rng.normal(0, 8, head.sum())
     if tumor:
         tx, ty = cx + rng.uniform(-rx / 3, rx / 3), cy + rng.uniform(-ry / 3, ry / 3)
         blob = ((xx - tx) ** 2 + (yy - ty) ** 2) <= (min(w, h) * 0.08) ** 2

@@ -37,7 +37,7 @@ def test_local_weights_file_and_missing_file(tmp_path):
     path = tmp_path / "vgg16_test_notop.weights.h5"
     ref.save_weights(path)
     m = build_classifier("vgg16", weights=str(path), input_size=32, seed=123)
-    for name in ("block1_conv1", "block5_conv3"):
+    for name in ("block1_conv1", "block4_conv3"):
         for a, b in zip(m.get_layer(name).get_weights(), ref.get_layer(name).get_weights()):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(WeightsError, match="not found"):
@@ -179,3 +179,17 @@ def test_unload(engine, vgg_artifact):
     assert engine.unload(vgg_artifact) is False
     b = engine.load(vgg_artifact)
     assert a is not b
+
+
+def test_bf16_runtime_close_to_keras(vgg_artifact, make_brain, enc):
+    from ml.artifacts import load_artifact
+    from ml.engine import LoadedModel
+
+    model, meta = load_artifact(vgg_artifact)
+    ref = LoadedModel(model, meta, runtime="keras")
+    bf = LoadedModel(model, meta, runtime="bf16")
+    data = _batch(make_brain, enc, 4)
+    a = [p.probability for p in ref.predict_bytes(data)]
+    b = [p.probability for p in bf.predict_bytes(data)]
+    np.testing.assert_allclose(a, b, atol=0.01)
+    assert bf.runtime == "bf16" and ref.runtime == "keras"

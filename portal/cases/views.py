@@ -154,8 +154,8 @@ def _batch_jobs(batch):
     return list(batch.prediction_jobs.select_related("model_version").order_by("model_version__architecture"))
 
 
-def _job_json(job, user):
-    data = {
+def _job_json(job):
+    return {
         "id": str(job.public_id),
         "model": job.model_version.display_name,
         "architecture": job.model_version.architecture,
@@ -171,7 +171,6 @@ def _job_json(job, user):
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
     }
-    return data
 
 
 @login_required
@@ -231,7 +230,7 @@ def batch_predict(request, batch_id):
 @require_GET
 def batch_progress(request, batch_id):
     batch = access.get_batch_for(request.user, batch_id)
-    jobs = [_job_json(job, request.user) for job in _batch_jobs(batch)]
+    jobs = [_job_json(job) for job in _batch_jobs(batch)]
     return JsonResponse({"batch": str(batch.pk), "finished": all(j["finished"] for j in jobs), "jobs": jobs})
 
 
@@ -240,7 +239,7 @@ def batch_progress(request, batch_id):
 @require_GET
 def job_status(request, job_id):
     job = access.get_job_for(request.user, job_id)
-    return JsonResponse(_job_json(job, request.user))
+    return JsonResponse(_job_json(job))
 
 
 @login_required

@@ -31,15 +31,23 @@ def live_server(_no_public_media, live_server):
     return live_server
 
 
-@pytest.fixture(scope="session")
-def playwright_browser():
-    # The ORM is called from tests beside Playwright's event loop (same thread).
-    os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+@pytest.fixture
+def playwright_browser(monkeypatch):
+    """Chromium for one test. Playwright's sync API keeps an asyncio loop running in this
+    thread while it is open, so Django's async-safety check must be relaxed for the ORM
+    calls the test makes beside it; both end with the test (function scope), so that no
+    later test, and no subprocess it starts (workers, ``check --deploy``), inherits them."""
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield browser
+        # ORM calls made while the loop ran used connections of that context: close them
+        # here, or they would keep the test database open until the end of the session.
+        from django.db import connections
+
+        connections.close_all()
         browser.close()
 
 

@@ -102,3 +102,41 @@ def test_upload_journey(transactional_db, celery_worker, live_server, page, alic
     expect(page.locator(".thumbs img")).to_have_count(GOOD)
     assert Prediction.objects.filter(scan__case=case).count() == GOOD * 2
     assert Prediction.objects.filter(scan__case=case).values("scan", "model_version").distinct().count() == GOOD * 2
+
+
+def test_files_dropped_on_the_drop_zone_are_sent(transactional_db, live_server, page, alice, clinic_a, settings):
+    """Drag-and-drop: files dropped on the zone fill the form's file field; too many are
+    flagged before sending."""
+    from playwright.sync_api import expect
+
+    from portal.cases.models import Batch, Case
+
+    case = Case.objects.create(clinic=clinic_a, patient_ref="DROP-1", created_by=alice)
+    page.goto("/accounts/login/")
+    page.fill('input[name="username"]', "alice")
+    page.fill('input[name="password"]', PASSWORD)
+    page.click('button[type="submit"]')
+    page.goto(f"/cases/{case.pk}/")
+    images = [list(make_image_bytes(size=(32, 32), seed=s)) for s in (1, 2, 3)]
+    drop = """([images, count]) => {
+        const transfer = new DataTransfer();
+        for (let i = 0; i < count; i++) {
+            const bytes = new Uint8Array(images[i % images.length]);
+            transfer.items.add(new File([bytes], `dropped-${i}.jpg`, {type: 'image/jpeg'}));
+        }
+        const zone = document.getElementById('dropzone');
+        zone.dispatchEvent(new DragEvent('dragover', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+        zone.dispatchEvent(new DragEvent('drop', {dataTransfer: transfer, bubbles: true, cancelable: true}));
+    }"""
+    max_files = settings.UPLOAD_MAX_FILES
+    page.evaluate(drop, [images, max_files + 1])
+    expect(page.locator("#file-summary")).to_contain_text(f"at most {max_files} files")
+    page.click("#upload-button")  # refused in the page: nothing is sent
+    assert not Batch.objects.exists()
+    page.evaluate(drop, [images, 3])
+    expect(page.locator("#file-summary")).to_have_text(re.compile(r"^3 file\(s\)"))
+    page.click("#upload-button")
+    expect(page.locator("#batch-counts")).to_contain_text("3 files received")
+    batch = Batch.objects.get()
+    assert sorted(batch.scans.values_list("original_name", flat=True)) == [f"dropped-{i}.jpg" for i in range(3)]
+    assert batch.accepted_count == 3

@@ -57,3 +57,9 @@ def test_case_page_tells_the_limits(client_for, alice, clinic_a, vgg16_model):
     page = client_for(alice).get(reverse("cases:detail", kwargs={"case_id": case.pk})).content.decode()
     assert f'data-max-files="{settings.UPLOAD_MAX_FILES}"' in page
     assert "20 MB" in page
+
+
+def test_other_bad_requests_get_the_plain_400_page(client, db):
+    response = client.get("/", HTTP_HOST="evil.example")  # DisallowedHost
+    assert response.status_code == 400
+    assert "could not be understood" in response.content.decode()

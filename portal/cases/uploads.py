@@ -18,7 +18,7 @@ from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
-from classifier.jobs import create_prediction_jobs
+from classifier.jobs import NoActiveModel, create_prediction_jobs
 from classifier.models import ModelVersion
 from portal.cases.models import Batch, Case, Scan
 
@@ -164,8 +164,10 @@ def _record(case, user, checked, architectures, stored):
 def queue_predictions(batch, architectures):
     """Create (and queue after commit) jobs for the chosen architectures that have an
     active version; return the jobs and the architectures that had none."""
-    versions = active_versions()
-    available = [arch for arch in architectures if arch in versions]
-    missing = [arch for arch in architectures if arch not in versions]
-    jobs = create_prediction_jobs(batch, available) if available else []
+    jobs, missing = [], []
+    for arch in architectures:
+        try:
+            jobs += create_prediction_jobs(batch, [arch])
+        except NoActiveModel:  # deactivated since the form was shown
+            missing.append(arch)
     return jobs, missing

@@ -35,7 +35,18 @@ def _claim(job_id, task_id):
             return job
         if job.status == JobStatus.RUNNING and job.worker_task_id == task_id:
             # The same message redelivered after its worker died (acks_late), or retried:
-            # carry on where it stopped.
+            # carry on where it stopped, as a new attempt. A job that keeps killing its
+            # worker (e.g. out of memory) must not be redelivered forever.
+            if job.attempt >= settings.JOB_MAX_ATTEMPTS:
+                job.set_status(
+                    JobStatus.FAILED,
+                    user_error=f"The analysis was interrupted {job.attempt} times and was stopped.",
+                    admin_error=f"Task {task_id} was delivered again after attempt {job.attempt} "
+                    f"of {settings.JOB_MAX_ATTEMPTS} (worker lost or task retried).",
+                )
+                return None
+            job.attempt += 1
+            job.save(update_fields=["attempt"])
             return job
         if job.status == JobStatus.RUNNING:
             log.info("prediction job %s is held by task %s; skipping", job_id, job.worker_task_id)

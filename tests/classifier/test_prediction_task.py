@@ -194,3 +194,19 @@ def test_sweeper_leaves_moving_jobs_alone(clinic_a, alice, vgg16_model):
     batch, [job] = make_batch(clinic_a, alice, 1)
     _claim(job.pk, "alive")
     assert sweep_stalled_jobs() == 0
+
+
+def test_a_message_delivered_again_and_again_fails_the_job_at_the_last_attempt(
+    clinic_a, alice, vgg16_model, settings
+):
+    from classifier.tasks import _claim
+
+    settings.JOB_MAX_ATTEMPTS = 3
+    batch, [job] = make_batch(clinic_a, alice, 1)
+    assert _claim(job.pk, "m") is not None  # attempt 1
+    assert _claim(job.pk, "m") is not None  # redelivered after its worker died: attempt 2
+    assert _claim(job.pk, "m") is not None  # attempt 3
+    assert _claim(job.pk, "m") is None  # and again: stopped
+    job.refresh_from_db()
+    assert (job.status, job.attempt) == ("failed", 3)
+    assert job.user_error == "The analysis was interrupted 3 times and was stopped."

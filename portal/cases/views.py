@@ -334,12 +334,21 @@ def prediction_heatmap(request, prediction_id):
     scan = prediction.scan
     if prediction.error or not scan.file:
         raise Http404("This prediction has no heatmap.")
-    from classifier.engine import load_model
-
     record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic, heatmap=str(prediction.public_id))
-    with scan.file.open("rb") as handle:
-        data = handle.read()
-    png = load_model(prediction.model_version).gradcam_png(data)
+    name = f"heatmaps/{scan.case.clinic_id}/{scan.case_id}/{prediction.public_id}.png"
+    if default_storage.exists(name):  # a prediction never changes, nor does its heatmap
+        with default_storage.open(name, "rb") as handle:
+            png = handle.read()
+    else:
+        from classifier.engine import load_model
+
+        with scan.file.open("rb") as handle:
+            data = handle.read()
+        png = load_model(prediction.model_version).gradcam_png(data)
+        try:
+            default_storage.save(name, ContentFile(png))
+        except OSError:
+            pass
     return _private(HttpResponse(png, content_type="image/png"))
 
 

@@ -93,6 +93,8 @@ def test_heatmap_of_a_prediction_is_a_private_png(client_for, alice, scans, vgg1
     response = client_for(alice).get(reverse("cases:heatmap", kwargs={"prediction_id": good.public_id}))
     assert response.status_code == 200 and response["Content-Type"] == "image/png"
     assert response.content.startswith(b"\x89PNG") and response["Cache-Control"] == "private, no-store"
+    again = client_for(alice).get(reverse("cases:heatmap", kwargs={"prediction_id": good.public_id}))
+    assert again.content == response.content  # made once, then read from private storage
     failed = Prediction.objects.create(
         scan=scans["b.png"], model_version=vgg16_model, job=job, error="stored file is missing", threshold=0.5
     )

@@ -38,13 +38,29 @@ def augment_one(arr: np.ndarray, rng: np.random.Generator, flip: bool) -> np.nda
     return out.astype(np.uint8)
 
 
-def augment_views(arrays: np.ndarray, n_views: int, seed: int = 0) -> list[np.ndarray]:
-    """``n_views`` versions of the whole (n, s, s, 3) uint8 batch; view 0 is the identity, view 1 the mirror."""
-    views = [arrays]
-    if n_views >= 2:
-        views.append(arrays[:, :, ::-1].copy())
-    rng = np.random.default_rng(seed)
-    for v in range(2, n_views):
-        flip = v % 2 == 1
-        views.append(np.stack([augment_one(a, rng, flip) for a in arrays]))
-    return views
+AUGMENT_VERSION = 2
+
+
+def view_of(arr: np.ndarray, view: int, seed: int, key: str) -> np.ndarray:
+    """View ``view`` of one image. Random views draw from a generator seeded by (seed, view, key),
+    ``key`` being the image's content hash: the same image always gets the same views, whatever
+    the split, so per-image features can be cached and shared by ``train`` and ``cv``."""
+    if view == 0:
+        return arr
+    if view == 1:
+        return arr[:, ::-1].copy()
+    rng = np.random.default_rng([int(seed), int(view), int(str(key)[:15], 16)])
+    return augment_one(arr, rng, flip=view % 2 == 1)
+
+
+def augment_views(arrays: np.ndarray, n_views: int, seed: int = 0, keys=None) -> list[np.ndarray]:
+    """``n_views`` versions of the whole (n, s, s, 3) uint8 batch; view 0 is the identity, view 1 the mirror.
+
+    ``keys``: content hashes (hex) of the images; default: hashes of the arrays themselves.
+    """
+    import hashlib
+
+    if keys is None:
+        keys = [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]
+    return [np.stack([view_of(a, v, seed, k) for a, k in zip(arrays, keys)]) if v else arrays
+            for v in range(max(1, n_views))]

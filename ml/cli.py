@@ -43,14 +43,16 @@ def _cmd_train(args) -> int:
                       batch_size=args.batch_size, dropout=args.dropout, l2=args.l2,
                       feature_layers=_layers(args.feature_layers), pooling=args.pooling,
                       head_optimizer=args.head_optimizer, fine_tune_epochs=args.fine_tune_epochs, fine_tune_blocks=args.fine_tune_blocks,
-                      fine_tune_lr=args.fine_tune_lr, threshold_method=args.threshold_method, threads=args.threads)
+                      fine_tune_lr=args.fine_tune_lr, threshold_method=args.threshold_method, threads=args.threads,
+                      validation=args.validation, inner_folds=args.inner_folds, cache_dir=args.cache)
     result = train(cfg, args.data, args.out)
     from .evaluate import format_metrics
 
     print(f"artifact: {result['artifact']}  ({result['backbone']})")
     print(f"split: {result['split']['train']} train / {result['split']['validation']} validation / "
           f"{result['split']['test']} test images (grouped)")
-    print(f"validation (threshold chosen here, so optimistic):\n{format_metrics(result['validation'])}")
+    print(f"validation ({result['validation']['source']}; threshold chosen here):\n"
+          f"{format_metrics(result['validation'])}")
     print(f"reload check: max |p - p_reloaded| = {result['reload_max_abs_diff']:.2e}")
     return 0
 
@@ -75,7 +77,8 @@ def _cmd_cv(args) -> int:
                          feature_layers=_layers(args.feature_layers), pooling=args.pooling,
                          head_optimizer=args.head_optimizer, dropout=args.dropout,
                          l2=args.l2, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
-                         threshold_method=args.threshold_method, fine_tune_epochs=args.fine_tune_epochs,
+                         threshold_method=args.threshold_method, validation=args.validation,
+                         inner_folds=args.inner_folds, fine_tune_epochs=args.fine_tune_epochs,
                          fine_tune_blocks=args.fine_tune_blocks, fine_tune_lr=args.fine_tune_lr,
                          threads=args.threads, cache_dir=args.cache, out=args.out, n_boot=args.bootstrap)
     s = rep["per_fold_mean_sd"]
@@ -98,7 +101,9 @@ def _common_model_args(p, *, train: bool):
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--no-crop", action="store_true", help="do not trim the dark background (brain crop)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--views", type=int, default=4, help="augmentation views per training image (1 = none)")
+    p.add_argument("--views", type=int, default=2,
+                   help="augmentation views per training image: 1 = none, 2 = + mirror, more = + random "
+                        "rotation/zoom/shift/brightness views")
     p.add_argument("--epochs", type=int, default=300, help="phase-one (head) epochs at most")
     p.add_argument("--lr", type=float, default=1e-3, help="phase-one learning rate")
     p.add_argument("--patience", type=int, default=40, help="early-stopping patience (epochs, validation AUC)")
@@ -114,6 +119,10 @@ def _common_model_args(p, *, train: bool):
     p.add_argument("--fine-tune-blocks", type=int, choices=[1, 2], default=1)
     p.add_argument("--fine-tune-lr", type=float, default=1e-5)
     p.add_argument("--threshold-method", choices=["youden", "accuracy"], default="youden")
+    p.add_argument("--validation", choices=["cv", "holdout"], default="cv",
+                   help="cv: inner grouped K-fold picks L2 strength and threshold (default); holdout: a grouped "
+                        "validation split (always used with fine-tuning)")
+    p.add_argument("--inner-folds", type=int, default=5)
     p.add_argument("--threads", type=int, default=None, help="TF intra-op threads")
 
 
@@ -125,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common_model_args(p, train=True)
     p.add_argument("--out", required=True, help="artifact directory to write")
     p.add_argument("--test-fraction", type=float, default=0.2, help="grouped held-out test share (0 = none)")
+    p.add_argument("--cache", default=None, help="folder for cached frozen-backbone features (shared with cv)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share of the rest")
     p.set_defaults(func=_cmd_train)
 

@@ -1,14 +1,14 @@
 """``python -m ml cv``: grouped, stratified K-fold cross-validation of the training pipeline.
 
-Per fold, exactly what ``train`` does, on the fold's training part: an inner grouped split
-for early stopping and the threshold, augmentation views, phase one on cached features
+Per fold, exactly what ``train`` does, on the fold's training part: validation by an inner
+grouped K-fold (L2 strength and threshold; or a grouped holdout with ``validation="holdout"``,
+always used with fine-tuning), augmentation views, phase one on cached features
 (optionally phase two), then the untouched test fold is scored. The frozen backbone is the
-same in every fold, so its features (per view) are computed once for all images and cached
-on disk (``--cache``); that is the same computation as recomputing them per fold.
+same in every fold, so its features (per image and view) are computed once and cached on disk
+(``--cache``, shared with ``train``); that is the same computation as recomputing them per fold.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -18,15 +18,12 @@ import numpy as np
 __all__ = ["cross_validate"]
 
 
-def _cache_key(**parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
-
-
 def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int = 5, seed: int = 0,
-                   repeats: int = 1, input_size: int = 224, crop: bool = True, views: int = 4,
+                   repeats: int = 1, input_size: int = 224, crop: bool = True, views: int = 2,
                    feature_layers=None, pooling: str | None = None, head_optimizer: str = "lbfgs", dropout: float = 0.3, l2: float = 1e-3,
                    head_epochs: int = 300, head_lr: float = 1e-3, head_patience: int = 40,
                    inner_val_fraction: float = 0.2, threshold_method: str = "youden",
+                   validation: str = "cv", inner_folds: int = 5,
                    fine_tune_epochs: int = 0, fine_tune_blocks: int = 1, fine_tune_lr: float = 1e-5,
                    threads: int | None = None, cache_dir=None, out=None, n_boot: int = 2000,
                    progress=None) -> dict:
@@ -38,8 +35,8 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
     from .augment import augment_views
     from .builders import build_classifier, copy_head, feature_model
     from .data import grouped_holdout, grouped_kfold, load_dataset
-    from .features import load_arrays, run_model
-    from .head import HeadConfig, fit_head
+    from .features import FeatureCache, feature_key, load_arrays, run_model, view_features
+    from .head import HeadConfig, fit_head, fit_head_crossval
     from .metrics import binary_metrics, bootstrap_ci, choose_threshold, summarise_folds
     from .train import backbone_label
     from .weights import describe_weights
@@ -59,22 +56,10 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
                                 pooling=pooling, l2=l2, seed=seed)
 
     model = build()
-    key = _cache_key(fp=summary["fingerprint"], arch=arch, w=wdesc, size=input_size, crop=crop, views=views,
-                     seed=seed, layers=feature_layers, pooling=pooling)
-    cache = Path(cache_dir) / f"cvfeat_{key}.npz" if cache_dir else None
-    if cache and cache.is_file():
-        F = list(np.load(cache)["F"])
-        progress(f"loaded cached features {cache}")
-    else:
-        fmodel = feature_model(model)
-        all_views = augment_views(arrays, views, seed=seed)
-        F = [run_model(fmodel, v, progress=progress, what=f"features view {k + 1}/{views}")
-             for k, v in enumerate(all_views)]
-        del all_views
-        if cache:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            np.savez(cache, F=np.stack(F))
-    F = np.stack(F)  # (views, n, d)
+    shas = [ds.samples[i].sha256 for i in keep]
+    fkey = feature_key(arch=arch, w=wdesc, size=input_size, crop=crop, seed=seed, layers=feature_layers,
+                       pooling=pooling)
+    F = view_features(feature_model(model), arrays, shas, views, seed, FeatureCache(cache_dir, fkey), progress)
 
     hcfg = HeadConfig(epochs=head_epochs, lr=head_lr, dropout=dropout, l2=l2, patience=head_patience, seed=seed,
                       optimizer=head_optimizer)
@@ -84,9 +69,25 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
         fold_metrics, oof_p, oof_shift = [], np.full(len(y), np.nan), np.full(len(y), np.nan)
         for k, (tr, te) in enumerate(grouped_kfold(y, g, folds, seed=rs)):
             assert not set(g[tr]) & set(g[te])
+            hcfg.seed = rs * 100 + k
+            if validation == "cv" and fine_tune_epochs == 0:
+                head, info = fit_head_crossval(F[:, tr], y[tr], g[tr], hcfg, inner_folds=inner_folds,
+                                               threshold_method=threshold_method, seed=rs + 100 + k)
+                p_te = head.predict(F[0][te], verbose=0).ravel()
+                thr = info["threshold"]
+                m = binary_metrics(y[te], p_te, thr)
+                m["best_epoch"], m["best_C"] = 0, info["best_C"]
+                m["alt"] = {"accuracy_at_0.5": binary_metrics(y[te], p_te, 0.5)["accuracy"],
+                            "accuracy_at_oof_accuracy_threshold":
+                                binary_metrics(y[te], p_te, choose_threshold(y[tr], info["oof_p"], "accuracy"))["accuracy"]}
+                fold_metrics.append(m)
+                oof_p[te] = p_te
+                oof_shift[te] = np.clip(p_te - thr + 0.5, 0, 1)
+                progress(f"repeat {r + 1} fold {k + 1}: n={len(te)} acc {m['accuracy']:.3f} auc {m['roc_auc']:.3f} "
+                         f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} thr {thr:.3f} C {info['best_C']:g}")
+                continue
             a_rel, v_rel = grouped_holdout(y[tr], g[tr], inner_val_fraction, seed=rs + 100 + k)
             tin, val = tr[a_rel], tr[v_rel]
-            hcfg.seed = rs * 100 + k
             Ftr = np.concatenate([F[v][tin] for v in range(F.shape[0])])
             ytr = np.concatenate([y[tin]] * F.shape[0])
             head, info = fit_head(Ftr, ytr, F[0][val], y[val], hcfg)
@@ -95,7 +96,7 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
 
                 fm = build()
                 copy_head(head, fm)
-                tviews = augment_views(arrays[tin], views, seed=rs)
+                tviews = augment_views(arrays[tin], views, seed=seed, keys=[shas[i] for i in tin])
                 fine_tune(fm, arch, tviews, y[tin], arrays[val], y[val], blocks=fine_tune_blocks,
                           epochs=fine_tune_epochs, lr=fine_tune_lr, seed=rs, progress=progress)
                 p_val = run_model(fm, arrays[val]).ravel()
@@ -135,6 +136,7 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
         "folds": folds, "repeats": repeats, "seed": seed, "input_size": input_size, "crop": crop, "views": views,
         "feature_layers": feature_layers, "pooling": pooling, "head_optimizer": head_optimizer, "dropout": dropout, "l2": l2,
         "threshold_method": threshold_method, "fine_tune_epochs": fine_tune_epochs,
+        "validation": validation if fine_tune_epochs == 0 else "holdout", "inner_folds": inner_folds,
         "per_fold_mean_sd": summarise_folds(all_folds),
         "first_repeat": {"per_fold": first["folds"], "mean_sd": first["summary"], "pooled_out_of_fold": pooled},
         "repeat_means": [{k: run["summary"][k]["mean"] for k in run["summary"]} for run in runs],

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["load_arrays", "run_model", "Progress"]
+__all__ = ["load_arrays", "run_model", "Progress", "FeatureCache", "view_features", "feature_key"]
 
 log = logging.getLogger("ml")
 
@@ -62,3 +62,77 @@ def run_model(model, arrays, batch_size: int = 16, progress=None, what: str = "f
             progress(f"{what}: {done}/{n} images ({rate:.1f}/s)")
     cols = [np.concatenate([o[k] for o in outs]) for k in range(len(outs[0]))]
     return cols if len(cols) > 1 else cols[0]
+
+
+def feature_key(**parts) -> str:
+    """Cache key of a frozen feature extractor + preprocessing + augmentation settings."""
+    import hashlib
+    import json
+
+    from .augment import AUGMENT_VERSION
+    from .prepare import PREPROCESSING_VERSION
+
+    parts = {**parts, "prep": PREPROCESSING_VERSION, "aug": AUGMENT_VERSION}
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+class FeatureCache:
+    """Per-image, per-view feature vectors on disk (one .npz per feature key), keyed by content hash.
+
+    Only valid for a frozen backbone: the key covers architecture, weights (file hash),
+    input size, crop, pooled layers, pooling, preprocessing and augmentation versions and seed.
+    """
+
+    def __init__(self, cache_dir, key: str):
+        from pathlib import Path
+
+        self.path = Path(cache_dir) / f"features_{key}.npz" if cache_dir else None
+        self.data: dict[str, np.ndarray] = {}
+        self.dirty = False
+        if self.path and self.path.is_file():
+            with np.load(self.path) as z:
+                self.data = {k: z[k] for k in z.files}
+
+    def get(self, sha: str, view: int):
+        return self.data.get(f"{sha}_{view}")
+
+    def put(self, sha: str, view: int, vec) -> None:
+        self.data[f"{sha}_{view}"] = np.asarray(vec, np.float32)
+        self.dirty = True
+
+    def save(self) -> None:
+        if self.path and self.dirty:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp.npz")
+            np.savez(tmp, **self.data)
+            tmp.replace(self.path)
+            self.dirty = False
+
+
+def view_features(fmodel, arrays, shas, n_views: int, seed: int, cache: FeatureCache | None = None,
+                  progress=None, batch_size: int = 16) -> np.ndarray:
+    """(views, n, d) features of every image and augmentation view, computing only what the cache lacks."""
+    from .augment import view_of
+
+    out = [[None] * len(arrays) for _ in range(n_views)]
+    for v in range(n_views):
+        missing = []
+        for i, sha in enumerate(shas):
+            hit = cache.get(sha, v) if cache else None
+            if hit is None:
+                missing.append(i)
+            else:
+                out[v][i] = hit
+        if missing:
+            batch = np.stack([view_of(arrays[i], v, seed, shas[i]) for i in missing])
+            feats = run_model(fmodel, batch, batch_size=batch_size, progress=progress,
+                              what=f"features view {v + 1}/{n_views}")
+            for i, f in zip(missing, feats):
+                out[v][i] = f
+                if cache:
+                    cache.put(shas[i], v, f)
+            if cache:
+                cache.save()
+        elif progress:
+            progress(f"features view {v + 1}/{n_views}: {len(arrays)} images from cache")
+    return np.stack([np.stack(col) for col in out])

@@ -2,7 +2,9 @@
 
 1. List the data set; group byte-identical and near-identical files (:mod:`ml.data`).
 2. Grouped, stratified split: test (default 20 %, untouched, recorded in metadata for
-   ``evaluate``), validation (20 % of the rest: early stopping and threshold), training.
+   ``evaluate``) and training. Validation: by default an inner grouped 5-fold CV on the
+   training images (chooses the L2 strength and the threshold on out-of-fold predictions);
+   with fine-tuning, or ``validation="holdout"``, a grouped 20 % validation split.
 3. Augmentation views of the training images (:mod:`ml.augment`).
 4. Phase one: frozen backbone, head trained on cached features (:mod:`ml.head`).
 5. Phase two (``--fine-tune-epochs`` > 0): top block(s) fine-tuned at a lower rate (:mod:`ml.finetune`).
@@ -29,7 +31,8 @@ class TrainConfig:
     seed: int = 0
     test_fraction: float = 0.2
     val_fraction: float = 0.2
-    views: int = 4
+    views: int = 2
+    cache_dir: str | None = None
     head_epochs: int = 300
     head_lr: float = 1e-3
     head_patience: int = 40
@@ -44,6 +47,8 @@ class TrainConfig:
     fine_tune_lr: float = 1e-5
     fine_tune_patience: int = 4
     threshold_method: str = "youden"
+    validation: str = "cv"  # "cv": inner grouped K-fold; "holdout": grouped validation split
+    inner_folds: int = 5
     threads: int | None = None
     extra: dict = field(default_factory=dict)
 
@@ -83,8 +88,8 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     from .augment import augment_views
     from .builders import build_classifier, copy_head, feature_model
     from .data import load_dataset
-    from .features import load_arrays, run_model
-    from .head import HeadConfig, fit_head
+    from .features import FeatureCache, feature_key, load_arrays, run_model, view_features
+    from .head import HeadConfig, fit_head, fit_head_crossval
     from .metrics import binary_metrics, bootstrap_ci, choose_threshold
     from .plots import confusion_png, roc_png
     from .weights import describe_weights
@@ -102,46 +107,68 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     sha_all = [ds.samples[i].sha256 for i in keep]
 
     rest, test = _indices_split(y_all, g_all, cfg.test_fraction, cfg.seed)
-    tr_rel, va_rel = _indices_split(y_all[rest], g_all[rest], cfg.val_fraction, cfg.seed + 1)
-    tr, va = rest[tr_rel], rest[va_rel]
-    if len(va) == 0 or len(np.unique(y_all[va])) < 2 or len(np.unique(y_all[tr])) < 2:
-        raise ValueError("data set too small: the validation split needs both classes")
+    use_cv = cfg.validation == "cv" and cfg.fine_tune_epochs <= 0
+    if use_cv:
+        tr, va = rest, np.arange(0)
+        if len(np.unique(y_all[tr])) < 2:
+            raise ValueError("data set too small: the training part needs both classes")
+        progress(f"split (grouped): train {len(tr)} (validated by inner {cfg.inner_folds}-fold grouped CV), "
+                 f"test {len(test)} images")
+    else:
+        tr_rel, va_rel = _indices_split(y_all[rest], g_all[rest], cfg.val_fraction, cfg.seed + 1)
+        tr, va = rest[tr_rel], rest[va_rel]
+        if len(va) == 0 or len(np.unique(y_all[va])) < 2 or len(np.unique(y_all[tr])) < 2:
+            raise ValueError("data set too small: the validation split needs both classes")
+        progress(f"split (grouped): train {len(tr)}, validation {len(va)}, test {len(test)} images")
     assert not (set(g_all[tr]) & set(g_all[va])) and not (set(g_all[rest]) & set(g_all[test]))
-    progress(f"split (grouped): train {len(tr)}, validation {len(va)}, test {len(test)} images")
 
     model = build_classifier(cfg.arch, cfg.weights, cfg.input_size, cfg.dropout,
                              feature_layers=cfg.feature_layers, pooling=cfg.pooling, l2=cfg.l2, seed=cfg.seed)
     fmodel = feature_model(model)
-    views = augment_views(arrays[tr], cfg.views, seed=cfg.seed)
-    feats = [run_model(fmodel, v, progress=progress, what=f"phase 1 features, view {k + 1}/{len(views)}")
-             for k, v in enumerate(views)]
-    F_val = run_model(fmodel, arrays[va], progress=progress, what="phase 1 features, validation")
-    F_tr = np.concatenate(feats)
-    y_tr = np.concatenate([y_all[tr]] * len(views))
+    shas_tr = [sha_all[i] for i in tr]
+    fkey = feature_key(arch=cfg.arch, w=describe_weights(cfg.arch, cfg.weights), size=cfg.input_size,
+                       crop=cfg.crop, seed=cfg.seed, layers=cfg.feature_layers, pooling=cfg.pooling)
+    feats = list(view_features(fmodel, arrays[tr], shas_tr, cfg.views, cfg.seed,
+                               FeatureCache(cfg.cache_dir, fkey) if cfg.cache_dir else None, progress))
     hcfg = HeadConfig(epochs=cfg.head_epochs, lr=cfg.head_lr, batch_size=cfg.batch_size, dropout=cfg.dropout,
-                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed,
-                      optimizer=cfg.head_optimizer)
+                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed, optimizer=cfg.head_optimizer)
     progress("phase 1: training the head on the frozen backbone")
-    head, head_info = fit_head(F_tr, y_tr, F_val, y_all[va], hcfg, progress)
-    copy_head(head, model)
+    ft_info = None
+    if use_cv:
+        head, head_info = fit_head_crossval(np.stack(feats), y_all[tr], g_all[tr], hcfg, inner_folds=cfg.inner_folds,
+                                            threshold_method=cfg.threshold_method, seed=cfg.seed, progress=progress)
+        copy_head(head, model)
+        threshold = head_info["threshold"]
+        y_v, p_v, g_v = y_all[tr], head_info.pop("oof_p"), g_all[tr]
+        val_note = f"out-of-fold predictions of inner {cfg.inner_folds}-fold grouped CV on the training images"
+        check = test if len(test) else tr[:32]
+        p_check = run_model(model, arrays[check], what="reload check reference").ravel()
+    else:
+        F_val = run_model(fmodel, arrays[va], progress=progress, what="phase 1 features, validation")
+        F_tr = np.concatenate(feats)
+        y_tr = np.concatenate([y_all[tr]] * len(feats))
+        head, head_info = fit_head(F_tr, y_tr, F_val, y_all[va], hcfg, progress)
+        copy_head(head, model)
+        if cfg.fine_tune_epochs > 0:
+            from .finetune import fine_tune
+
+            progress(f"phase 2: fine-tuning the top {cfg.fine_tune_blocks} block(s) at lr {cfg.fine_tune_lr}")
+            views = augment_views(arrays[tr], cfg.views, seed=cfg.seed, keys=shas_tr)
+            ft_info = fine_tune(model, cfg.arch, views, y_all[tr], arrays[va], y_all[va],
+                                blocks=cfg.fine_tune_blocks, epochs=cfg.fine_tune_epochs, lr=cfg.fine_tune_lr,
+                                patience=cfg.fine_tune_patience, seed=cfg.seed, progress=progress)
+            progress(f"phase 2 done: best validation AUC {ft_info['best_val_auc']:.4f} at epoch "
+                     f"{ft_info['best_epoch']} ({'kept' if ft_info['kept'] else 'no gain; phase-1 weights kept'})")
+        p_v = run_model(model, arrays[va], what="validation").ravel()
+        y_v, g_v = y_all[va], g_all[va]
+        threshold = choose_threshold(y_v, p_v, cfg.threshold_method)
+        val_note = "grouped validation split"
+        check, p_check = va, p_v
     progress(f"phase 1 done: best validation AUC {head_info['best_val_auc']:.4f}"
              + (f" at C={head_info['best_C']:g}" if "best_C" in head_info else f" at epoch {head_info['best_epoch']}"))
-
-    ft_info = None
-    if cfg.fine_tune_epochs > 0:
-        from .finetune import fine_tune
-
-        progress(f"phase 2: fine-tuning the top {cfg.fine_tune_blocks} block(s) at lr {cfg.fine_tune_lr}")
-        ft_info = fine_tune(model, cfg.arch, views, y_all[tr], arrays[va], y_all[va], blocks=cfg.fine_tune_blocks,
-                            epochs=cfg.fine_tune_epochs, lr=cfg.fine_tune_lr, patience=cfg.fine_tune_patience,
-                            seed=cfg.seed, progress=progress)
-        progress(f"phase 2 done: best validation AUC {ft_info['best_val_auc']:.4f} at epoch {ft_info['best_epoch']}"
-                 f" ({'kept' if ft_info['kept'] else 'no gain; phase-1 weights kept'})")
-
-    p_val = run_model(model, arrays[va], what="validation").ravel()
-    threshold = choose_threshold(y_all[va], p_val, cfg.threshold_method)
-    val_metrics = binary_metrics(y_all[va], p_val, threshold)
-    val_metrics["ci95"] = bootstrap_ci(y_all[va], p_val, threshold, groups=g_all[va], n_boot=1000, seed=cfg.seed)
+    val_metrics = binary_metrics(y_v, p_v, threshold)
+    val_metrics["ci95"] = bootstrap_ci(y_v, p_v, threshold, groups=g_v, n_boot=1000, seed=cfg.seed)
+    val_metrics["source"] = val_note
     progress(f"threshold {threshold:.4f} ({cfg.threshold_method} on validation); validation accuracy "
              f"{val_metrics['accuracy']:.3f}, AUC {val_metrics['roc_auc']:.3f}")
 
@@ -153,7 +180,8 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
         "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
         "dataset": {k: v for k, v in summary.items()},
         "split": {"method": "grouped stratified holdout (sha256 + near-duplicate groups)",
-                  "train": len(tr), "validation": len(va), "test": len(test),
+                  "train": len(tr), "validation": len(va), "validation_mode": "inner-cv" if use_cv else "holdout",
+                  "test": len(test),
                   "test_sha256": sorted({sha_all[i] for i in test}),
                   "validation_sha256": sorted({sha_all[i] for i in va})},
         "phase1": head_info,
@@ -167,14 +195,14 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     from .artifacts import load_artifact
 
     reloaded, _ = load_artifact(out)
-    p_reload = run_model(reloaded, arrays[va], what="reload check").ravel()
-    reload_diff = float(np.max(np.abs(p_reload - p_val))) if len(p_val) else 0.0
-    progress(f"reloaded artifact: max |p - p_reloaded| on validation = {reload_diff:.2e}")
+    p_reload = run_model(reloaded, arrays[check], what="reload check").ravel()
+    reload_diff = float(np.max(np.abs(p_reload - p_check))) if len(p_check) else 0.0
+    progress(f"reloaded artifact: max |p - p_reloaded| on {len(check)} images = {reload_diff:.2e}")
     del reloaded
-    roc_png(y_all[va], p_val, out / "validation_roc.png", title=f"Validation ROC: {label}", threshold=threshold)
+    roc_png(y_v, p_v, out / "validation_roc.png", title=f"Validation ROC: {label}", threshold=threshold)
     confusion_png(val_metrics["confusion"], out / "validation_confusion.png", title="Validation confusion matrix")
     (out / "training_history.json").write_text(json.dumps(
-        {"phase1": head_info, "phase2": ft_info}, indent=1, default=float))
+        {"phase1": head_info, "phase2": ft_info}, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
     progress(f"artifact written to {out} in {time.monotonic() - t_start:.0f}s")
     return {"artifact": str(out), "threshold": threshold, "reload_max_abs_diff": reload_diff, "validation": val_metrics, "backbone": label,
             "split": extra["split"] | {"test_sha256": len(test), "validation_sha256": len(va)}}

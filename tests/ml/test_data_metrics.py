@@ -99,3 +99,31 @@ def test_threshold_and_bootstrap():
     assert choose_threshold([1, 1], [0.2, 0.3]) == 0.5
     s = summarise_folds([m, m])
     assert s["accuracy"]["mean"] == pytest.approx(m["accuracy"]) and s["accuracy"]["sd"] == 0
+
+
+def test_augmentation_views_deterministic_per_image(make_brain):
+    from ml.augment import augment_views, view_of
+    from ml.prepare import prepare_image
+
+    arrs = np.stack([prepare_image(make_brain(tumor=i % 2 == 0, seed=i), 48) for i in range(3)])
+    keys = ["a" * 64, "b" * 64, "c" * 64]
+    v = augment_views(arrs, 4, seed=0, keys=keys)
+    assert len(v) == 4 and all(x.shape == arrs.shape and x.dtype == np.uint8 for x in v)
+    assert np.array_equal(v[0], arrs) and np.array_equal(v[1], arrs[:, :, ::-1])
+    assert not np.array_equal(v[2], arrs) and not np.array_equal(v[2], v[3])
+    # same image + key -> same view, whatever else is in the batch (so features can be cached)
+    again = augment_views(arrs[1:2], 4, seed=0, keys=keys[1:2])
+    assert np.array_equal(again[2][0], v[2][1]) and np.array_equal(view_of(arrs[1], 3, 0, keys[1]), v[3][1])
+
+
+def test_feature_cache_round_trip(tmp_path):
+    from ml.features import FeatureCache, feature_key
+
+    k = feature_key(arch="vgg16", size=32)
+    assert k != feature_key(arch="vgg16", size=64)
+    c = FeatureCache(tmp_path, k)
+    c.put("ab" * 32, 1, np.arange(4))
+    c.save()
+    c2 = FeatureCache(tmp_path, k)
+    np.testing.assert_array_equal(c2.get("ab" * 32, 1), np.arange(4, dtype=np.float32))
+    assert c2.get("ab" * 32, 0) is None and FeatureCache(None, k).get("x", 0) is None

@@ -67,7 +67,7 @@ def test_cli_cv(tiny_dataset, tmp_path, capsys):
     rep = json.loads((tmp_path / "cv" / "cv.json").read_text())
     assert len(rep["first_repeat"]["per_fold"]) == 3
     assert (tmp_path / "cv" / "cv_roc.png").exists()
-    assert list((tmp_path / "cache").glob("cvfeat_*.npz"))
+    assert list((tmp_path / "cache").glob("features_*.npz"))
 
 
 def test_cli_errors(tmp_path, capsys):

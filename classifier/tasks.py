@@ -219,3 +219,27 @@ def run_training(self, run_id):
 
     run = execute(run_id, self.request.id)
     return run.status if run is not None else None
+
+
+@shared_task(acks_late=True, reject_on_worker_lost=True, max_retries=0)
+def make_heatmap(prediction_id, storage_name):
+    """Grad-CAM of one prediction, by the model version that made it, saved privately.
+
+    Runs in the worker so that web processes never load TensorFlow or a model. A
+    prediction never changes, so neither does its heatmap: a second call does nothing.
+    """
+    from django.core.files.base import ContentFile
+    from django.core.files.storage import default_storage
+
+    if default_storage.exists(storage_name):
+        return
+    prediction = Prediction.objects.select_related("scan", "model_version").filter(
+        public_id=prediction_id
+    ).first()
+    if prediction is None or prediction.error:
+        return
+    with prediction.scan.file.open("rb") as handle:
+        data = handle.read()
+    png = load_model(prediction.model_version).gradcam_png(data)
+    if not default_storage.exists(storage_name):
+        default_storage.save(storage_name, ContentFile(png))

@@ -209,6 +209,7 @@ CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "classifier.tasks.run_prediction_job": {"queue": "inference"},
     "classifier.tasks.run_training": {"queue": "inference"},
+    "classifier.tasks.make_heatmap": {"queue": "inference"},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False

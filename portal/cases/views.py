@@ -329,7 +329,10 @@ def scan_thumbnail(request, scan_id):
 @require_GET
 def prediction_heatmap(request, prediction_id):
     """Grad-CAM of one prediction: where the model looked (made by the model version that
-    made the prediction)."""
+    made the prediction). The worker draws it once; until then this page says so and
+    refreshes itself."""
+    from classifier.tasks import make_heatmap
+
     prediction = access.get_prediction_for(request.user, prediction_id)
     scan = prediction.scan
     if prediction.error or not scan.file:
@@ -338,18 +341,10 @@ def prediction_heatmap(request, prediction_id):
     name = f"heatmaps/{scan.case.clinic_id}/{scan.case_id}/{prediction.public_id}.png"
     if default_storage.exists(name):  # a prediction never changes, nor does its heatmap
         with default_storage.open(name, "rb") as handle:
-            png = handle.read()
-    else:
-        from classifier.engine import load_model
-
-        with scan.file.open("rb") as handle:
-            data = handle.read()
-        png = load_model(prediction.model_version).gradcam_png(data)
-        try:
-            default_storage.save(name, ContentFile(png))
-        except OSError:
-            pass
-    return _private(HttpResponse(png, content_type="image/png"))
+            return _private(HttpResponse(handle.read(), content_type="image/png"))
+    make_heatmap.delay(str(prediction.public_id), name)
+    response = render(request, "cases/heatmap_pending.html", {"prediction": prediction}, status=202)
+    return _private(response)
 
 
 def bad_request(request, exception=None):

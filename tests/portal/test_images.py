@@ -80,23 +80,3 @@ def test_other_clinic_gets_404_for_images(client_for, mallory, scans):
     for scan in scans.values():
         for name in ("cases:scan_image", "cases:scan_thumbnail", "cases:scan"):
             assert client_for(mallory).get(reverse(name, kwargs={"scan_id": scan.pk})).status_code == 404
-
-
-def test_heatmap_of_a_prediction_is_a_private_png(client_for, alice, scans, vgg16_model):
-    from classifier.models import Prediction, PredictionJob
-
-    scan = scans["a.jpg"]
-    job = PredictionJob.objects.get()
-    good = Prediction.objects.create(
-        scan=scan, model_version=vgg16_model, job=job, probability=0.7, label="tumor", threshold=0.5
-    )
-    response = client_for(alice).get(reverse("cases:heatmap", kwargs={"prediction_id": good.public_id}))
-    assert response.status_code == 200 and response["Content-Type"] == "image/png"
-    assert response.content.startswith(b"\x89PNG") and response["Cache-Control"] == "private, no-store"
-    again = client_for(alice).get(reverse("cases:heatmap", kwargs={"prediction_id": good.public_id}))
-    assert again.content == response.content  # made once, then read from private storage
-    failed = Prediction.objects.create(
-        scan=scans["b.png"], model_version=vgg16_model, job=job, error="stored file is missing", threshold=0.5
-    )
-    url = reverse("cases:heatmap", kwargs={"prediction_id": failed.public_id})
-    assert client_for(alice).get(url).status_code == 404

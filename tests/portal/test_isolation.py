@@ -122,7 +122,8 @@ def test_every_object_url_is_404_for_another_clinic_and_works_for_its_own(
             )
             denied = outsider.post(url, {})
         else:
-            assert response.status_code == 200, f"{route.name} {url}: clinic A admin got {response.status_code}"
+            # 202: a heatmap the worker is still drawing; the object was found and allowed.
+            assert response.status_code in (200, 202), f"{route.name} {url}: clinic A admin got {response.status_code}"
             denied = outsider.get(url)
         assert denied.status_code == 404, f"{route.name} {url}: clinic B user got {denied.status_code}"
         checked.append(route.name)

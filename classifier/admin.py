@@ -4,6 +4,7 @@ training runs (start, progress), and read-only predictions, reviews and audit ev
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
@@ -23,8 +24,7 @@ from classifier.models import (
     TrainingRun,
 )
 from classifier.models.jobs import InvalidTransition
-from portal.audit.log import record
-from portal.audit.models import AuditEvent
+from classifier.signals import announce
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -199,7 +199,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
 
     @admin.action(description="Re-queue the selected failed, partial or cancelled jobs", permissions=["change"])
     def requeue(self, request, queryset):
-        from classifier.jobs import enqueue
+        from classifier.jobs import requeue
 
         done, skipped = 0, []
         for pk in queryset.values_list("pk", flat=True):
@@ -208,11 +208,8 @@ class PredictionJobAdmin(admin.ModelAdmin):
                 if job.status not in (JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELLED):
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
-                job.attempt += 1
-                job.save(update_fields=["attempt"])
-                job.set_status(JobStatus.QUEUED)
-                enqueue(job)
-                record(request, AuditEvent.Action.JOB_REQUEUE, obj=job, clinic=job.batch.case.clinic, attempt=job.attempt)
+                requeue(job)
+                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt)
                 done += 1
         if done:
             self.message_user(request, f"Re-queued {done} job(s).", messages.SUCCESS)
@@ -230,7 +227,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
                 except InvalidTransition:
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
-                record(request, AuditEvent.Action.JOB_CANCEL, obj=job, clinic=job.batch.case.clinic)
+                announce("job_cancel", request=request, obj=job, clinic_id=job.batch.clinic_id)
                 done += 1
         if done:
             self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of scans.", messages.SUCCESS)
@@ -250,9 +247,9 @@ class TrainingStartForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from portal.accounts.models import Clinic
+        from django.apps import apps
 
-        self.fields["clinics"].queryset = Clinic.objects.all()
+        self.fields["clinics"].queryset = apps.get_model(settings.CLASSIFIER_CLINIC_MODEL).objects.all()
 
 
 @admin.register(TrainingRun)

@@ -2,7 +2,7 @@
 
 from django.db import transaction
 
-from classifier.models import ModelVersion, PredictionJob
+from classifier.models import JobStatus, ModelVersion, PredictionJob
 
 
 class NoActiveModel(Exception):
@@ -33,3 +33,11 @@ def enqueue(job):
     # robust: a broker outage must not turn a committed upload into an error page; the
     # sweeper sends a queued job again when it has waited past the stall timeout.
     transaction.on_commit(send, robust=True)
+
+
+def requeue(job):
+    """Send a locked job round again as a new attempt (the sweeper and the admin action)."""
+    job.attempt += 1
+    job.save(update_fields=["attempt"])
+    job.set_status(JobStatus.QUEUED)
+    enqueue(job)

@@ -94,7 +94,7 @@ def import_artifact(path, user=None, activate=False, version=None, request=None)
                 threshold=float(checked["threshold"]),
                 imported_by=user if user is not None and user.is_authenticated else None,
             )
-            _audit(request, user, "MODEL_IMPORT", model_version, source=str(source))
+            _audit(request, user, "model_import", model_version, source=str(source))
             if activate:
                 activate_version(model_version, user=user, request=request)
     except IntegrityError as exc:
@@ -115,7 +115,7 @@ def activate_version(model_version, user=None, request=None):
         _audit(
             request,
             user,
-            "MODEL_ACTIVATE",
+            "model_activate",
             model_version,
             previous=str(previous) if previous and previous.pk != model_version.pk else None,
         )
@@ -123,14 +123,13 @@ def activate_version(model_version, user=None, request=None):
 
 
 def _audit(request, user, action, model_version, **extra):
-    from portal.audit.log import record
-    from portal.audit.models import AuditEvent
+    from classifier.signals import announce
 
-    record(
-        request,
-        getattr(AuditEvent.Action, action),
+    announce(
+        action,
+        request=request,
         obj=model_version,
-        actor=user if user is not None and user.is_authenticated else None,
+        actor=user,
         architecture=model_version.architecture,
         version=model_version.version,
         **extra,

@@ -172,7 +172,7 @@ def sweep_stalled_jobs():
     lost, e.g. the broker was down at upload time) without counting an attempt: waiting
     behind other jobs is not a failure. The message it did not use skips the job.
     """
-    from classifier.jobs import enqueue
+    from classifier.jobs import enqueue, requeue
 
     cutoff = timezone.now() - timedelta(minutes=settings.JOB_STALL_MINUTES)
     swept = 0
@@ -191,6 +191,7 @@ def sweep_stalled_jobs():
             if job.status == JobStatus.QUEUED:
                 log.warning("prediction job %s waited in the queue; sending it again", job.pk)
                 PredictionJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
+                enqueue(job)
             elif job.attempt >= settings.JOB_MAX_ATTEMPTS:
                 log.error("prediction job %s stalled on its last attempt; failing it", job.pk)
                 job.set_status(
@@ -200,14 +201,9 @@ def sweep_stalled_jobs():
                     f"attempt {job.attempt} of {settings.JOB_MAX_ATTEMPTS} "
                     f"(last task {job.worker_task_id or '-'}).",
                 )
-                swept += 1
-                continue
             else:
                 log.warning("prediction job %s stalled on attempt %s; re-queueing", job.pk, job.attempt)
-                job.attempt += 1
-                job.save(update_fields=["attempt"])
-                job.set_status(JobStatus.QUEUED)
-            enqueue(job)
+                requeue(job)
             swept += 1
     return swept
 

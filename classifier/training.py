@@ -37,14 +37,13 @@ def min_per_class():
 def reviewed_scans(clinic_ids=None):
     """Accepted scans with at least one review, annotated with ``reviewed_label``: the
     label of the scan's latest review."""
-    from portal.cases.models import Scan
+    from django.apps import apps
 
+    scan_model = apps.get_model(settings.CLASSIFIER_SCAN_MODEL)
     latest = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-id")
-    scans = Scan.objects.filter(status=Scan.Status.ACCEPTED).annotate(
+    scans = scan_model.accepted_scans(clinic_ids).annotate(
         reviewed_label=Subquery(latest.values("label")[:1])
     ).filter(reviewed_label__isnull=False)
-    if clinic_ids:
-        scans = scans.filter(case__clinic__in=clinic_ids)
     return scans.order_by("created_at", "pk")
 
 
@@ -70,8 +69,7 @@ def check_enough(counts, minimum):
 
 def start_training(user, architecture, options=None, clinics=None, request=None):
     """Check there is enough reviewed data, create the run and queue it after commit."""
-    from portal.audit.log import record
-    from portal.audit.models import AuditEvent
+    from classifier.signals import announce
 
     clinic_ids = [str(c.pk) for c in clinics] if clinics else None
     minimum = min_per_class()
@@ -84,7 +82,7 @@ def start_training(user, architecture, options=None, clinics=None, request=None)
             options=merged,
             total=TOTAL_STEPS,
         )
-        record(request, AuditEvent.Action.TRAINING_START, obj=run, actor=user, architecture=architecture, options=merged)
+        announce("training_start", request=request, obj=run, actor=user, architecture=architecture, options=merged)
         enqueue_training(run)
     return run
 

@@ -175,6 +175,7 @@ JOB_STALL_MINUTES = env_int("JOB_STALL_MINUTES", 10, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 CLASSIFIER_SCAN_MODEL = "cases.Scan"
 CLASSIFIER_BATCH_MODEL = "cases.Batch"
+CLASSIFIER_CLINIC_MODEL = "accounts.Clinic"
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url(

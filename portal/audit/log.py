@@ -10,13 +10,14 @@ def client_ip(request):
     return resolve(request)
 
 
-def record(request, action, *, obj=None, clinic=None, actor=None, **extra):
+def record(request, action, *, obj=None, clinic=None, clinic_id=None, actor=None, **extra):
     if actor is None and request is not None and request.user.is_authenticated:
         actor = request.user
     return AuditEvent.objects.create(
         actor=actor,
         actor_name=getattr(actor, "username", "") or extra.pop("username", ""),
         clinic=clinic,
+        **({"clinic_id": clinic_id} if clinic is None and clinic_id else {}),
         action=action,
         object_type=obj._meta.model_name if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",

@@ -5,6 +5,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_in, user_logged_out, user_login_failed
 from django.dispatch import receiver
 
+from classifier.signals import classifier_action
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
 
@@ -58,3 +59,8 @@ def on_locked_out(sender, request, username=None, ip_address=None, **kwargs):
         username=username,
         locked_ip=ip_address,
     )
+
+
+@receiver(classifier_action, dispatch_uid="audit_classifier_action")
+def on_classifier_action(sender, action, request, actor, obj, clinic_id, extra, **kwargs):
+    record(request, AuditEvent.Action(action), obj=obj, actor=actor, clinic_id=clinic_id, **extra)

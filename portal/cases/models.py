@@ -112,6 +112,14 @@ class Scan(models.Model):
     def __str__(self):
         return self.original_name
 
+    @classmethod
+    def accepted_scans(cls, clinic_ids=None):
+        """Accepted scans, of the given clinics or of all (the classifier's training contract)."""
+        scans = cls.objects.filter(status=cls.Status.ACCEPTED)
+        if clinic_ids:
+            scans = scans.filter(case__clinic__in=clinic_ids)
+        return scans
+
     @property
     def is_accepted(self):
         return self.status == self.Status.ACCEPTED

@@ -1,0 +1,27 @@
+"""What the classifier tells the rest of the site, without importing it.
+
+``classifier_action`` is sent inside the transaction of each administrative action
+(model import and activation, training start, job re-queue and cancel); the portal's
+audit trail listens to it. Arguments: ``action`` (one of ACTIONS), ``request`` (or
+None), ``actor`` (a user or None), ``obj`` (the model instance acted on),
+``clinic_id`` (or None for site-wide actions) and ``extra`` (a JSON-able dict).
+"""
+
+from django.dispatch import Signal
+
+ACTIONS = {"model_import", "model_activate", "training_start", "job_requeue", "job_cancel"}
+
+classifier_action = Signal()
+
+
+def announce(action, *, request=None, actor=None, obj=None, clinic_id=None, **extra):
+    if action not in ACTIONS:
+        raise ValueError(f"unknown classifier action {action!r}")
+    if actor is None and request is not None and request.user.is_authenticated:
+        actor = request.user
+    if actor is not None and not actor.is_authenticated:
+        actor = None
+    classifier_action.send(
+        sender=type(obj) if obj is not None else None,
+        action=action, request=request, actor=actor, obj=obj, clinic_id=clinic_id, extra=extra,
+    )

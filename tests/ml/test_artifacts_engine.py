@@ -193,3 +193,18 @@ def test_bf16_runtime_close_to_keras(vgg_artifact, make_brain, enc):
     b = [p.probability for p in bf.predict_bytes(data)]
     np.testing.assert_allclose(a, b, atol=0.01)
     assert bf.runtime == "bf16" and ref.runtime == "keras"
+
+
+def test_engine_after_tf_initialised_logs_and_continues(caplog, vgg_artifact):
+    import logging
+
+    import tensorflow as tf
+
+    from ml.engine import InferenceEngine
+
+    tf.constant(1.0) + 1.0  # TF is running in this process by now
+    current = tf.config.threading.get_intra_op_parallelism_threads()
+    with caplog.at_level(logging.WARNING, logger="ml"):
+        eng = InferenceEngine(intra_op_threads=current + 3, inter_op_threads=1)
+    assert eng.load(vgg_artifact).architecture == "vgg16"
+    assert any("TF already initialised" in r.getMessage() for r in caplog.records)

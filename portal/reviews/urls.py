@@ -6,7 +6,6 @@ app_name = "reviews"
 urlpatterns = [
     path("", views.queue, name="queue"),
     path("predictions/<uuid:prediction_id>/", views.review, name="review"),
-    path("predictions/<uuid:prediction_id>/image/", views.scan_image, name="image"),
     path("cases/<uuid:case_id>/history/", views.case_history, name="case_history"),
     path("agreement/", views.agreement, name="agreement"),
     path("export/case/<uuid:case_id>.csv", exports.export_case, name="export_case"),

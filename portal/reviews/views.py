@@ -5,12 +5,11 @@ from datetime import datetime, time
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db import transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Abs
-from django.http import FileResponse, Http404, QueryDict
+from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -168,25 +167,6 @@ def _save_review(request, prediction, data):
             label=created.label,
         )
     return created
-
-
-@login_required
-def scan_image(request, prediction_id):
-    """The scan of a prediction, for reviewers of its clinic; every view is audited."""
-    prediction = get_prediction_for(request.user, prediction_id, CAN_REVIEW)
-    scan = prediction.scan
-    if not scan.file:
-        raise Http404("No stored image.")
-    try:
-        handle = default_storage.open(scan.file.name, "rb")
-    except FileNotFoundError as exc:
-        raise Http404("The stored image is missing.") from exc
-    record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic)
-    content_type = {"JPEG": "image/jpeg", "PNG": "image/png"}.get(scan.format, "application/octet-stream")
-    response = FileResponse(handle, content_type=content_type)
-    response["Cache-Control"] = "private, no-store"
-    response["Content-Disposition"] = "inline"
-    return response
 
 
 @login_required

@@ -152,7 +152,8 @@ def test_review_page_shows_every_model_and_the_image_is_audited(client_for, bob,
     page = c.get(reverse("reviews:review", args=[prediction.public_id]))
     html = page.content.decode()
     assert "VGG16 v1" in html and "ResNet50 r1" in html and "0.950" in html and "0.450" in html
-    image = c.get(reverse("reviews:image", args=[prediction.public_id]))
+    assert reverse("cases:scan_image", kwargs={"scan_id": prediction.scan_id}) in html
+    image = c.get(reverse("cases:scan_image", kwargs={"scan_id": prediction.scan_id}))
     assert image.status_code == 200 and image["Content-Type"] == "image/jpeg"
     assert b"".join(image.streaming_content)[:2] == b"\xff\xd8"
     event = AuditEvent.objects.get(action="image_view")

@@ -73,10 +73,12 @@ def main() -> int:
     ap.add_argument("--weights", default=str(ROOT / "var" / "weights" / "vgg16_hed_bsds500_notop.weights.h5"))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--views", type=int, default=4)
-    ap.add_argument("--input-size", type=int, default=224)
+    ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--input-size", type=int, default=160)
+    ap.add_argument("--intensity", choices=["equalize", "none"], default="equalize")
+    ap.add_argument("--head-c", choices=["bag", "best"], default="bag")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--threshold-method", default="youden")
+    ap.add_argument("--threshold-method", default="balanced")
     ap.add_argument("--cache", default=str(ROOT / "var" / "cache"))
     ap.add_argument("--out", default=None)
     ap.add_argument("--bootstrap", type=int, default=2000)
@@ -92,6 +94,7 @@ def main() -> int:
     progress = Progress()
     rep = cross_validate(args.data, arch=args.arch, weights=args.weights, folds=args.folds, seed=args.seed,
                          repeats=args.repeats, input_size=args.input_size, views=args.views, threads=args.threads,
+                         intensity=args.intensity, c_choice=args.head_c,
                          cache_dir=args.cache, out=args.out, n_boot=args.bootstrap,
                          threshold_method=args.threshold_method, progress=progress)
     peer = None
@@ -103,7 +106,8 @@ def main() -> int:
     print()
     print(f"data: {args.data} ({rep['dataset']['files']} files, {rep['dataset']['groups']} duplicate groups, "
           f"fingerprint {rep['dataset']['fingerprint'][:12]})")
-    print(f"ours: {rep['backbone']}, input {rep['input_size']}, crop, {rep['views']} views, "
+    print(f"ours: {rep['backbone']}, input {rep['input_size']}, crop, intensity {rep['intensity']}, "
+          f"head {rep['c_choice']}, threshold {rep['threshold_method']}, {rep['views']} views, "
           f"{args.folds}-fold grouped CV x {args.repeats} repeats")
     head = f"{'metric':18s} {'ours mean ± sd':>16s} {'ours pooled [95% CI]':>26s}"
     if peer:
@@ -119,7 +123,7 @@ def main() -> int:
         print(line)
     out = {"bench": "ml_accuracy", "backbone": rep["backbone"], "weights": rep["weights"], "arch": rep["architecture"],
            "folds": args.folds, "repeats": args.repeats, "views": rep["views"], "input_size": rep["input_size"],
-           "threshold_method": rep["threshold_method"],
+           "intensity": rep["intensity"], "c_choice": rep["c_choice"], "threshold_method": rep["threshold_method"],
            "ours": {"per_fold_mean_sd": s, "pooled_out_of_fold": {k: pooled[k] for k in METRICS},
                     "pooled_ci95": {k: pooled["ci95"][k] for k in METRICS}, "repeat_means": rep["repeat_means"]},
            "peer_detect_tumor": None if not peer else {

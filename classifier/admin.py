@@ -239,7 +239,7 @@ class TrainingStartForm(forms.Form):
     architecture = forms.ChoiceField(choices=Architecture.choices)
     epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300, help_text="Epochs of the head on the frozen backbone (early stopping).")
     fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0, help_text="Epochs of fine-tuning the top block afterwards (0: none).")
-    input_size = forms.IntegerField(min_value=32, max_value=512, initial=224)
+    input_size = forms.IntegerField(min_value=32, max_value=512, initial=160)
     weights = forms.ChoiceField(choices=[("imagenet", "ImageNet (pre-trained)"), ("none", "None (random init)")])
     clinics = forms.ModelMultipleChoiceField(
         queryset=None, required=False, help_text="Reviewed scans of these clinics (default: all clinics)."

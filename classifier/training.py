@@ -23,7 +23,7 @@ from classifier.models import JobStatus, Label, Review, TrainingRun
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPTIONS = {"input_size": 224, "weights": "imagenet"}
+DEFAULT_OPTIONS = {"input_size": 160, "weights": "imagenet"}
 
 
 class TrainingError(Exception):
@@ -222,7 +222,7 @@ STAGES = [
 TOTAL_STEPS = 10  # the nine stages, then the import into the registry
 TRAIN_OPTIONS = {"weights", "input_size", "crop", "seed", "views", "head_epochs", "head_patience",
                  "batch_size", "fine_tune_epochs", "fine_tune_blocks", "threads", "test_fraction",
-                 "val_fraction"}
+                 "val_fraction", "intensity", "threshold_method", "c_choice"}
 
 
 def train_config(run):

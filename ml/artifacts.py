@@ -55,7 +55,7 @@ def _jsonable(obj):
 
 def save_artifact(model, out_dir, *, architecture: str, input_size: int, threshold: float = 0.5,
                   metrics: dict | None = None, dataset_fingerprint: str | None = None,
-                  extra: dict | None = None, crop: bool = True) -> Path:
+                  extra: dict | None = None, crop: bool = True, intensity: str = "none") -> Path:
     """Write ``out_dir/model.keras`` and ``out_dir/metadata.json``; return ``out_dir`` as a Path."""
     from .builders import ARCHITECTURES
     from .prepare import preprocessing_description
@@ -79,7 +79,7 @@ def save_artifact(model, out_dir, *, architecture: str, input_size: int, thresho
         "format": FORMAT_VERSION,
         "architecture": architecture,
         "input_size": int(input_size),
-        "preprocessing": preprocessing_description(input_size, crop),
+        "preprocessing": preprocessing_description(input_size, crop, intensity),
         "crop": bool(crop),
         "threshold": float(threshold),
         "class_names": list(CLASS_NAMES),

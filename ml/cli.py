@@ -38,7 +38,7 @@ def _cmd_train(args) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(arch=args.arch, weights=args.weights, input_size=args.input_size, crop=not args.no_crop,
-                      seed=args.seed, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
+                      intensity=args.intensity, c_choice=args.head_c, seed=args.seed, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
                       views=args.views, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
                       batch_size=args.batch_size, dropout=args.dropout, l2=args.l2,
                       feature_layers=_layers(args.feature_layers), pooling=args.pooling,
@@ -74,6 +74,7 @@ def _cmd_cv(args) -> int:
 
     rep = cross_validate(args.data, arch=args.arch, weights=args.weights, folds=args.folds, seed=args.seed,
                          repeats=args.repeats, input_size=args.input_size, crop=not args.no_crop, views=args.views,
+                         intensity=args.intensity, c_choice=args.head_c,
                          feature_layers=_layers(args.feature_layers), pooling=args.pooling,
                          head_optimizer=args.head_optimizer, dropout=args.dropout,
                          l2=args.l2, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
@@ -98,8 +99,12 @@ def _common_model_args(p, *, train: bool):
     p.add_argument("--data", required=True, help="folder with yes/ and no/, or a CSV of path,label")
     p.add_argument("--arch", choices=["vgg16", "resnet50"], default="vgg16")
     p.add_argument("--weights", default="imagenet", help="imagenet | none | PATH to a backbone weights file")
-    p.add_argument("--input-size", type=int, default=224)
+    p.add_argument("--input-size", type=int, default=160)
     p.add_argument("--no-crop", action="store_true", help="do not trim the dark background (brain crop)")
+    p.add_argument("--intensity", choices=["equalize", "none"], default="equalize",
+                   help="intensity normalisation after resizing: histogram equalisation (default) or none")
+    p.add_argument("--head-c", choices=["bag", "best"], default="bag",
+                   help="head L2 strength: average the heads over the whole path (default) or keep the best one")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--views", type=int, default=2,
                    help="augmentation views per training image: 1 = none, 2 = + mirror, more = + random "
@@ -118,7 +123,9 @@ def _common_model_args(p, *, train: bool):
     p.add_argument("--fine-tune-epochs", type=int, default=0, help="phase two epochs (0 = skip)")
     p.add_argument("--fine-tune-blocks", type=int, choices=[1, 2], default=1)
     p.add_argument("--fine-tune-lr", type=float, default=1e-5)
-    p.add_argument("--threshold-method", choices=["youden", "accuracy"], default="youden")
+    p.add_argument("--threshold-method", choices=["balanced", "youden", "accuracy"], default="balanced",
+                   help="balanced: 0.5 (the class-balanced head's own decision point); youden / accuracy: "
+                        "chosen on the validation predictions")
     p.add_argument("--validation", choices=["cv", "holdout"], default="cv",
                    help="cv: inner grouped K-fold picks L2 strength and threshold (default); holdout: a grouped "
                         "validation split (always used with fine-tuning)")

@@ -19,10 +19,10 @@ __all__ = ["cross_validate"]
 
 
 def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int = 5, seed: int = 0,
-                   repeats: int = 1, input_size: int = 224, crop: bool = True, views: int = 2,
+                   repeats: int = 1, input_size: int = 160, crop: bool = True, views: int = 2, intensity: str = "equalize",
                    feature_layers=None, pooling: str | None = None, head_optimizer: str = "lbfgs", dropout: float = 0.3, l2: float = 1e-3,
                    head_epochs: int = 300, head_lr: float = 1e-3, head_patience: int = 40,
-                   inner_val_fraction: float = 0.2, threshold_method: str = "youden",
+                   inner_val_fraction: float = 0.2, threshold_method: str = "balanced", c_choice: str = "bag",
                    validation: str = "cv", inner_folds: int = 5,
                    fine_tune_epochs: int = 0, fine_tune_blocks: int = 1, fine_tune_lr: float = 1e-5,
                    threads: int | None = None, cache_dir=None, out=None, n_boot: int = 2000,
@@ -45,7 +45,7 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
     ds = load_dataset(data)
     summary = ds.summary()
     progress(f"{summary['files']} files, {summary['groups']} duplicate groups; {folds}-fold grouped CV x {repeats}")
-    arrays, keep = load_arrays(ds, input_size, crop, progress)
+    arrays, keep = load_arrays(ds, input_size, crop, progress, intensity)
     y = ds.labels[keep]
     g = ds.groups[keep]
     wdesc = describe_weights(arch, weights)
@@ -57,12 +57,12 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
 
     model = build()
     shas = [ds.samples[i].sha256 for i in keep]
-    fkey = feature_key(arch=arch, w=wdesc, size=input_size, crop=crop, seed=seed, layers=feature_layers,
+    fkey = feature_key(arch=arch, w=wdesc, size=input_size, crop=crop, intensity=intensity, seed=seed, layers=feature_layers,
                        pooling=pooling)
     F = view_features(feature_model(model), arrays, shas, views, seed, FeatureCache(cache_dir, fkey), progress)
 
     hcfg = HeadConfig(epochs=head_epochs, lr=head_lr, dropout=dropout, l2=l2, patience=head_patience, seed=seed,
-                      optimizer=head_optimizer)
+                      optimizer=head_optimizer, c_choice=c_choice)
     runs = []
     for r in range(repeats):
         rs = seed + r
@@ -84,7 +84,7 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
                 oof_p[te] = p_te
                 oof_shift[te] = np.clip(p_te - thr + 0.5, 0, 1)
                 progress(f"repeat {r + 1} fold {k + 1}: n={len(te)} acc {m['accuracy']:.3f} auc {m['roc_auc']:.3f} "
-                         f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} thr {thr:.3f} C {info['best_C']:g}")
+                         f"sens {m['sensitivity']:.3f} spec {m['specificity']:.3f} thr {thr:.3f} C {info['best_C']}")
                 continue
             a_rel, v_rel = grouped_holdout(y[tr], g[tr], inner_val_fraction, seed=rs + 100 + k)
             tin, val = tr[a_rel], tr[v_rel]
@@ -133,7 +133,7 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
     pooled["ci95"] = {**ci_thr, "roc_auc": ci_raw["roc_auc"], "brier": ci_raw["brier"]}
     report = {
         "data": str(data), "dataset": summary, "architecture": arch, "backbone": label, "weights": wdesc,
-        "folds": folds, "repeats": repeats, "seed": seed, "input_size": input_size, "crop": crop, "views": views,
+        "folds": folds, "repeats": repeats, "seed": seed, "input_size": input_size, "crop": crop, "intensity": intensity, "views": views, "c_choice": c_choice,
         "feature_layers": feature_layers, "pooling": pooling, "head_optimizer": head_optimizer, "dropout": dropout, "l2": l2,
         "threshold_method": threshold_method, "fine_tune_epochs": fine_tune_epochs,
         "validation": validation if fine_tune_epochs == 0 else "holdout", "inner_folds": inner_folds,

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .intake import ImageRejected, IntakeLimits, decode_image
+from .prepare import intensity_of
 
 __all__ = ["InferenceEngine", "LoadedModel", "ImagePrediction", "bf16_clone", "resolve_runtime"]
 
@@ -100,6 +101,7 @@ class LoadedModel:
         self.threshold: float = float(metadata["threshold"])
         self.input_size: int = int(metadata["input_size"])
         self.crop: bool = bool(metadata.get("crop", True))
+        self.intensity: str = intensity_of(metadata)
         self.path = metadata.get("path")
         self.limits = limits or IntakeLimits()
         s = self.input_size
@@ -130,7 +132,7 @@ class LoadedModel:
     def prepare(self, data: bytes) -> np.ndarray:
         from .prepare import prepare_image
 
-        return prepare_image(decode_image(data, self.limits).image, self.input_size, self.crop)
+        return prepare_image(decode_image(data, self.limits).image, self.input_size, self.crop, self.intensity)
 
     def predict_bytes(self, images: list[bytes], batch_size: int = 32) -> list[ImagePrediction]:
         results: list[ImagePrediction | None] = [None] * len(images)
@@ -161,7 +163,7 @@ class LoadedModel:
         from .prepare import prepare_with_geometry
 
         decoded = decode_image(data, self.limits)
-        arr, box, side = prepare_with_geometry(decoded.image, self.input_size, self.crop)
+        arr, box, side = prepare_with_geometry(decoded.image, self.input_size, self.crop, self.intensity)
         with self._lock:
             if self._grad_model is None:
                 self._grad_model = make_gradcam_model(self.model, self._gradcam_layer)

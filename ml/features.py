@@ -26,7 +26,7 @@ class Progress:
             self.sink(f"[{time.monotonic() - self.t0:7.1f}s] {msg}")
 
 
-def load_arrays(ds, input_size: int, crop: bool, progress=None):
+def load_arrays(ds, input_size: int, crop: bool, progress=None, intensity: str = "none"):
     """(arrays uint8 (n, s, s, 3), kept indices): files that fail intake are skipped and reported."""
     from .intake import ImageRejected, decode_image
     from .prepare import prepare_image
@@ -34,7 +34,7 @@ def load_arrays(ds, input_size: int, crop: bool, progress=None):
     arrays, keep = [], []
     for i, s in enumerate(ds.samples):
         try:
-            arrays.append(prepare_image(decode_image(s.path.read_bytes()).image, input_size, crop))
+            arrays.append(prepare_image(decode_image(s.path.read_bytes()).image, input_size, crop, intensity))
             keep.append(i)
         except (ImageRejected, OSError) as exc:
             if progress:

@@ -95,9 +95,15 @@ def bootstrap_ci(y_true, prob, threshold: float = 0.5, *, groups=None, n_boot: i
 def choose_threshold(y_true, prob, method: str = "youden") -> float:
     """Decision threshold from validation data.
 
-    ``youden``: maximise sensitivity + specificity - 1; ``accuracy``: maximise accuracy.
+    ``youden``: maximise sensitivity + specificity - 1; ``accuracy``: maximise accuracy;
+    ``balanced``: 0.5, the decision point of a class-balanced model, chosen on no data (on
+    ~200 validation images a chosen threshold moves test accuracy by about a point).
     Ties go to the threshold closest to 0.5. Thresholds are midpoints between sorted scores.
     """
+    if method == "balanced":
+        return 0.5
+    if method not in ("youden", "accuracy"):
+        raise ValueError("threshold method must be youden, accuracy or balanced")
     y = np.asarray(y_true).astype(int).ravel()
     p = np.asarray(prob, dtype=np.float64).ravel()
     if len(np.unique(y)) < 2:

@@ -26,8 +26,9 @@ __all__ = ["TrainConfig", "train", "backbone_label"]
 class TrainConfig:
     arch: str = "vgg16"
     weights: str = "imagenet"
-    input_size: int = 224
+    input_size: int = 160
     crop: bool = True
+    intensity: str = "equalize"  # "equalize" (histogram equalisation) | "none"; see ml.prepare
     seed: int = 0
     test_fraction: float = 0.2
     val_fraction: float = 0.2
@@ -46,7 +47,8 @@ class TrainConfig:
     fine_tune_blocks: int = 1
     fine_tune_lr: float = 1e-5
     fine_tune_patience: int = 4
-    threshold_method: str = "youden"
+    threshold_method: str = "balanced"  # "balanced" (0.5) | "youden" | "accuracy"
+    c_choice: str = "bag"  # head: average over the L2 path ("bag") or the best strength ("best")
     validation: str = "cv"  # "cv": inner grouped K-fold; "holdout": grouped validation split
     inner_folds: int = 5
     threads: int | None = None
@@ -101,7 +103,7 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     summary = ds.summary()
     progress(f"{summary['files']} files ({summary['tumor']} tumor, {summary['no_tumor']} no tumor), "
              f"{summary['distinct_contents']} distinct contents, {summary['groups']} duplicate groups")
-    arrays, keep = load_arrays(ds, cfg.input_size, cfg.crop, progress)
+    arrays, keep = load_arrays(ds, cfg.input_size, cfg.crop, progress, cfg.intensity)
     y_all = ds.labels[keep]
     g_all = ds.groups[keep]
     sha_all = [ds.samples[i].sha256 for i in keep]
@@ -127,11 +129,12 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     fmodel = feature_model(model)
     shas_tr = [sha_all[i] for i in tr]
     fkey = feature_key(arch=cfg.arch, w=describe_weights(cfg.arch, cfg.weights), size=cfg.input_size,
-                       crop=cfg.crop, seed=cfg.seed, layers=cfg.feature_layers, pooling=cfg.pooling)
+                       crop=cfg.crop, intensity=cfg.intensity, seed=cfg.seed, layers=cfg.feature_layers, pooling=cfg.pooling)
     feats = list(view_features(fmodel, arrays[tr], shas_tr, cfg.views, cfg.seed,
                                FeatureCache(cfg.cache_dir, fkey) if cfg.cache_dir else None, progress))
     hcfg = HeadConfig(epochs=cfg.head_epochs, lr=cfg.head_lr, batch_size=cfg.batch_size, dropout=cfg.dropout,
-                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed, optimizer=cfg.head_optimizer)
+                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed, optimizer=cfg.head_optimizer,
+                      c_choice=cfg.c_choice)
     progress("phase 1: training the head on the frozen backbone")
     ft_info = None
     if use_cv:
@@ -165,7 +168,7 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
         val_note = "grouped validation split"
         check, p_check = va, p_v
     progress(f"phase 1 done: best validation AUC {head_info['best_val_auc']:.4f}"
-             + (f" at C={head_info['best_C']:g}" if "best_C" in head_info else f" at epoch {head_info['best_epoch']}"))
+             + (f" at C={head_info['best_C']}" if "best_C" in head_info else f" at epoch {head_info['best_epoch']}"))
     val_metrics = binary_metrics(y_v, p_v, threshold)
     val_metrics["ci95"] = bootstrap_ci(y_v, p_v, threshold, groups=g_v, n_boot=1000, seed=cfg.seed)
     val_metrics["source"] = val_note
@@ -191,7 +194,7 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     }
     save_artifact(model, out, architecture=cfg.arch, input_size=cfg.input_size, threshold=threshold,
                   metrics={"validation": val_metrics}, dataset_fingerprint=summary["fingerprint"], extra=extra,
-                  crop=cfg.crop)
+                  crop=cfg.crop, intensity=cfg.intensity)
     from .artifacts import load_artifact
 
     reloaded, _ = load_artifact(out)

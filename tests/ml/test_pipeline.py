@@ -50,9 +50,12 @@ def test_cli_train_evaluate_end_to_end(tiny_dataset, tmp_path, capsys):
     from ml.intake import decode_image
     from ml.prepare import prepare_image
 
-    model, _ = load_artifact(out)
+    model, meta = load_artifact(out)
+    # trained with the default histogram equalisation, recorded so that serving repeats it
+    assert meta["preprocessing"]["intensity"] == "equalize" and meta["preprocessing"]["version"] == 2
     files = [p["file"] for p in rep["predictions"]]
-    x = np.stack([prepare_image(decode_image(open(f, "rb").read()).image, 32) for f in files]).astype("float32")
+    x = np.stack([prepare_image(decode_image(open(f, "rb").read()).image, 32, True, "equalize")
+                  for f in files]).astype("float32")
     np.testing.assert_allclose(model(x).numpy().ravel(), [p["probability"] for p in rep["predictions"]], atol=1e-5)
     assert main(["evaluate", str(out), "--data", str(tiny_dataset), "--split", "all", "--bootstrap", "50",
                  "--out", str(tmp_path / "all")]) == 0

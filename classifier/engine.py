@@ -23,6 +23,7 @@ def get_engine():
                     max_bytes=settings.UPLOAD_MAX_FILE_BYTES,
                     max_pixels=settings.UPLOAD_MAX_PIXELS,
                 ),
+                runtime=getattr(settings, "ML_RUNTIME", "keras"),
             )
         return _engine
 

@@ -7,6 +7,8 @@ so that ``manage.py check --deploy`` passes with no warnings.
 
 from pathlib import Path
 
+from django.core.exceptions import ImproperlyConfigured
+
 from portal.env import env_bool, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -171,6 +173,12 @@ MODEL_ROOT = Path(env_str("MODEL_ROOT", str(DATA_DIR / "models")))
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
 TF_INTRA_OP_THREADS = env_int("TF_INTRA_OP_THREADS", 0, minimum=0) or None
 TF_INTER_OP_THREADS = env_int("TF_INTER_OP_THREADS", 0, minimum=0) or None
+# keras: float32 Keras, the reference; bf16: bfloat16 convolutions; auto: bf16 where the CPU has
+# native bfloat16 (AVX512-BF16/AMX), else keras. Switch only after bench/ml_throughput.py has
+# shown it faster and within 0.01 of keras on your evaluation images.
+ML_RUNTIME = env_str("ML_RUNTIME", "keras").strip().lower()
+if ML_RUNTIME not in ("keras", "bf16", "auto"):
+    raise ImproperlyConfigured("ML_RUNTIME must be keras, bf16 or auto")
 JOB_STALL_MINUTES = env_int("JOB_STALL_MINUTES", 10, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 CLASSIFIER_SCAN_MODEL = "cases.Scan"

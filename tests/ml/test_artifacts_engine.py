@@ -208,3 +208,36 @@ def test_engine_after_tf_initialised_logs_and_continues(caplog, vgg_artifact):
         eng = InferenceEngine(intra_op_threads=current + 3, inter_op_threads=1)
     assert eng.load(vgg_artifact).architecture == "vgg16"
     assert any("TF already initialised" in r.getMessage() for r in caplog.records)
+
+
+def test_engine_repeats_the_artifacts_intensity_step(vgg_artifact, make_brain, enc, tmp_path):
+    """Serving applies exactly the preprocessing recorded at training: histogram equalisation
+    for artifacts trained with it, none for version-1 artifacts (no "intensity" key)."""
+    from ml.engine import InferenceEngine
+    from ml.intake import decode_image
+    from ml.prepare import prepare_image
+
+    data = _batch(make_brain, enc, 4)
+    model, _ = load_artifact(vgg_artifact)
+    images = [decode_image(d).image for d in data]
+    plain = model.predict(np.stack([prepare_image(im, 64, True) for im in images]).astype(np.float32), verbose=0).ravel()
+    equalised = model.predict(np.stack([prepare_image(im, 64, True, "equalize") for im in images])
+                              .astype(np.float32), verbose=0).ravel()
+    assert np.max(np.abs(plain - equalised)) > 1e-4  # the step changes what the model sees
+
+    for name, edit, expected in (("eq", lambda pre: pre.update(intensity="equalize"), equalised),
+                                 ("v1", lambda pre: (pre.pop("intensity"), pre.update(version=1)), plain)):
+        art = tmp_path / name
+        shutil.copytree(vgg_artifact, art)
+        meta = json.loads((art / "metadata.json").read_text())
+        edit(meta["preprocessing"])
+        (art / "metadata.json").write_text(json.dumps(meta))
+        got = [p.probability for p in InferenceEngine().load(art).predict_bytes(data)]
+        np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+def test_unknown_intensity_step_is_refused():
+    from ml.prepare import prepare_image
+
+    with pytest.raises(ValueError, match="intensity"):
+        prepare_image(Image.new("RGB", (40, 40), (90, 90, 90)), 32, False, "sharpen")

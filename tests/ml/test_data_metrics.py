@@ -127,3 +127,35 @@ def test_feature_cache_round_trip(tmp_path):
     c2 = FeatureCache(tmp_path, k)
     np.testing.assert_array_equal(c2.get("ab" * 32, 1), np.arange(4, dtype=np.float32))
     assert c2.get("ab" * 32, 0) is None and FeatureCache(None, k).get("x", 0) is None
+
+
+def test_balanced_threshold_is_half_whatever_the_data():
+    assert choose_threshold([0, 1, 1, 0], [0.9, 0.8, 0.95, 0.7], "balanced") == 0.5
+    with pytest.raises(ValueError):
+        choose_threshold([0, 1], [0.2, 0.8], "median")
+
+
+def test_bagged_head_is_the_mean_of_the_l2_path():
+    """c_choice="bag": the head's weights are the average of the logistic fits over every C."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    from ml.head import HeadConfig, fit_head
+
+    rng = np.random.default_rng(3)
+    y = np.array([0, 1] * 30)
+    F = rng.normal(size=(60, 6)) + y[:, None] * np.array([1.5, 0, 0, -1, 0, 0])
+    cfg = HeadConfig(Cs=(0.01, 0.1, 1.0), c_choice="bag")
+    head, info = fit_head(F, y, F[:20], y[:20], cfg)
+    assert info["best_C"] == "bag"
+    Z = (F - F.mean(0)) / F.std(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fits = [LogisticRegression(C=c, class_weight="balanced", max_iter=5000, tol=1e-6).fit(Z, y) for c in cfg.Cs]
+    w = np.mean([f.coef_[0] for f in fits], 0)
+    b = np.mean([f.intercept_[0] for f in fits])
+    expected = 1 / (1 + np.exp(-(Z @ w + b)))
+    np.testing.assert_allclose(head(F.astype(np.float32)).numpy().ravel(), expected, atol=1e-4)
+    best, info_best = fit_head(F, y, F[:20], y[:20], HeadConfig(Cs=(0.01, 0.1, 1.0), c_choice="best"))
+    assert info_best["best_C"] in (0.01, 0.1, 1.0)

@@ -59,3 +59,16 @@ def test_embedded_defaults_need_no_server(tmp_path):
     code = "from django.conf import settings; print(settings.CELERY_BROKER_URL)"
     result = manage("shell", "-c", code, **env)
     assert result.stdout.strip().splitlines()[-1] == "filesystem://"
+
+
+def test_unknown_ml_runtime_is_an_error_not_a_default():
+    result = manage("check", **{**PRODUCTION_ENV, "ML_RUNTIME": "tpu"})
+    assert result.returncode != 0
+    assert "ML_RUNTIME must be keras, bf16 or auto" in result.stderr
+
+
+def test_worker_engine_uses_the_configured_runtime():
+    code = ("from classifier.engine import get_engine; import sys; sys.stdout.write(get_engine().runtime)")
+    result = manage("shell", "-c", code, **{**PRODUCTION_ENV, "ML_RUNTIME": "bf16"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("bf16")

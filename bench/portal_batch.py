@@ -214,9 +214,12 @@ def upload_and_wait(client, case, images, arch, timeout=3600):
 
 
 def engine_rate(target, images, batch_size, threads, repeats=2):
+    from django.conf import settings
+
     from ml.engine import InferenceEngine
 
-    engine = InferenceEngine(intra_op_threads=threads or None)
+    # the runtime the worker uses (ML_RUNTIME), so that the two figures compare like with like
+    engine = InferenceEngine(intra_op_threads=threads or None, runtime=settings.ML_RUNTIME)
     loaded = engine.load(target)
     payloads = [data for _, data in images]
     loaded.predict_bytes(payloads[: min(batch_size, len(payloads))], batch_size=batch_size)  # warm-up
@@ -296,6 +299,7 @@ def main():
         ("images sent / accepted / predictions stored", f"{len(images)} / {accepted} / {stored}"),
         ("job status", f"{job.status} (done {job.done}, failed {job.failed})"),
         ("model", f"{meta['architecture']} input {meta['input_size']} weights {args.weights}"),
+        ("runtime (ML_RUNTIME)", settings.ML_RUNTIME),
         ("warm-up batch of 4, model load included (s)", f"{warm_total_s:.2f}"),
         (f"upload request, {len(images)} files (s)", f"{request_s:.2f}"),
         ("end to end: upload -> all stored (s)", f"{total_s:.2f}"),
@@ -311,7 +315,7 @@ def main():
         "bench": "portal_batch",
         "images": len(images), "accepted": accepted, "stored": stored, "source": source,
         "architecture": meta["architecture"], "input_size": meta["input_size"], "weights": args.weights,
-        "inference_batch_size": args.batch_size, "tf_intra_op_threads": args.threads or None,
+        "inference_batch_size": args.batch_size, "runtime": settings.ML_RUNTIME, "tf_intra_op_threads": args.threads or None,
         "upload_request_s": round(request_s, 3), "end_to_end_s": round(total_s, 3),
         "end_to_end_images_per_s": round(rate_e2e, 3), "engine_images_per_s": round(rate_engine, 3),
         "warmup_with_model_load_s": round(warm_total_s, 3), "job_status": job.status,

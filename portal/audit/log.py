@@ -16,8 +16,7 @@ def record(request, action, *, obj=None, clinic=None, clinic_id=None, actor=None
     return AuditEvent.objects.create(
         actor=actor,
         actor_name=getattr(actor, "username", "") or extra.pop("username", ""),
-        clinic=clinic,
-        **({"clinic_id": clinic_id} if clinic is None and clinic_id else {}),
+        clinic_id=clinic.pk if clinic is not None else clinic_id,
         action=action,
         object_type=obj._meta.model_name if obj is not None else "",
         object_id=str(obj.pk) if obj is not None else "",

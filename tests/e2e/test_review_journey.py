@@ -66,6 +66,8 @@ def test_reviewer_works_through_the_queue(transactional_db, live_server, browser
         page.wait_for_selector("#review-form")
         public_id = page.url.split("/predictions/")[1].split("/")[0]
         reviewed_order.append(public_id)
+        # wait until the browser has finished with the image (loaded or failed), then check it loaded
+        page.wait_for_function("document.querySelector('img.scan-large').complete")
         assert page.evaluate("document.querySelector('img.scan-large').naturalWidth") == 48
         prediction = next(p for p in predictions if str(p.public_id) == public_id)
         if truth[public_id] == prediction.label:

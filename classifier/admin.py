@@ -197,24 +197,27 @@ class PredictionJobAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False
 
-    @admin.action(description="Re-queue the selected failed, partial or cancelled jobs", permissions=["change"])
+    @admin.action(
+        description="Re-run the selected failed, partial or cancelled jobs (every scan without a result)",
+        permissions=["change"],
+    )
     def requeue(self, request, queryset):
-        from classifier.jobs import requeue
+        from classifier.jobs import RERUNNABLE, rerun
 
         done, skipped = 0, []
         for pk in queryset.values_list("pk", flat=True):
             with transaction.atomic():
                 job = PredictionJob.objects.select_for_update().select_related("batch__case").get(pk=pk)
-                if job.status not in (JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELLED):
+                if job.status not in RERUNNABLE:
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
-                requeue(job)
-                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt)
+                rerun(job)
+                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt, round=job.round)
                 done += 1
         if done:
-            self.message_user(request, f"Re-queued {done} job(s).", messages.SUCCESS)
+            self.message_user(request, f"Re-running {done} job(s).", messages.SUCCESS)
         if skipped:
-            self.message_user(request, f"Not re-queued (only failed, partial or cancelled jobs can be): {', '.join(skipped)}.", messages.WARNING)
+            self.message_user(request, f"Not re-run (only failed, partial or cancelled jobs can be): {', '.join(skipped)}.", messages.WARNING)
 
     @admin.action(description="Cancel the selected queued or running jobs", permissions=["change"])
     def cancel(self, request, queryset):

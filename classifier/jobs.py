@@ -35,9 +35,29 @@ def enqueue(job):
     transaction.on_commit(send, robust=True)
 
 
-def requeue(job):
-    """Send a locked job round again as a new attempt (the sweeper and the admin action)."""
+RERUNNABLE = (JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELLED)
+
+
+def rerun(job):
+    """Start a new round of a locked, finished job: every scan without a result is tried
+    again (failed ones included). Results already stored are kept, never redone."""
+    if job.status not in RERUNNABLE:
+        raise ValueError(f"a {job.status} job cannot be re-run")
+    job.round += 1
     job.attempt += 1
-    job.save(update_fields=["attempt"])
-    job.set_status(JobStatus.QUEUED)
+    job.suspects, job.in_flight, job.interruptions, job.failed = {}, [], 0, 0
+    job.save(update_fields=["round", "attempt", "suspects", "in_flight", "interruptions", "failed"])
+    job.set_status(JobStatus.QUEUED, user_error="", admin_error="", admin_traceback="")
     enqueue(job)
+
+
+def rerun_failed(batch):
+    """Re-run the failed scans of every finished job of ``batch`` that has some; the jobs."""
+    jobs = []
+    with transaction.atomic():
+        for job in PredictionJob.objects.select_for_update().filter(
+            batch=batch, status__in=(JobStatus.FAILED, JobStatus.PARTIAL)
+        ):
+            rerun(job)
+            jobs.append(job)
+    return jobs

@@ -179,8 +179,28 @@ TF_INTER_OP_THREADS = env_int("TF_INTER_OP_THREADS", 0, minimum=0) or None
 ML_RUNTIME = env_str("ML_RUNTIME", "keras").strip().lower()
 if ML_RUNTIME not in ("keras", "bf16", "auto"):
     raise ImproperlyConfigured("ML_RUNTIME must be keras, bf16 or auto")
+# Job recovery (classifier/prediction_run.py, classifier/sweeper.py): a running job beats
+# every JOB_HEARTBEAT_SECONDS; the sweeper re-queues it when the beat is older than
+# JOB_HEARTBEAT_TIMEOUT_SECONDS, and re-sends a queued job whose message was lost after
+# JOB_RESEND_SECONDS (when its queue is empty). JOB_STALL_MINUTES is the last resort for a
+# job that beats but does not move. JOB_MAX_ATTEMPTS caps worker deaths no scan can be
+# blamed for; Celery retries an exception JOB_MAX_RETRIES times, JOB_RETRY_SECONDS x 2^n apart.
 JOB_STALL_MINUTES = env_int("JOB_STALL_MINUTES", 10, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
+JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
+JOB_HEARTBEAT_TIMEOUT_SECONDS = env_int("JOB_HEARTBEAT_TIMEOUT_SECONDS", 60, minimum=2)
+JOB_RESEND_SECONDS = env_int("JOB_RESEND_SECONDS", 120, minimum=1)
+JOB_RETRY_SECONDS = env_int("JOB_RETRY_SECONDS", 3, minimum=0)
+if JOB_HEARTBEAT_TIMEOUT_SECONDS < 2 * JOB_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured("JOB_HEARTBEAT_TIMEOUT_SECONDS must be at least twice JOB_HEARTBEAT_SECONDS")
+# Test only: a worker process kills itself (SIGKILL) when it reaches the scan with this SHA-256,
+# as an out-of-memory kill would. Never set it in production.
+JOB_TEST_CRASH_SHA256 = env_str("JOB_TEST_CRASH_SHA256")
+# A worker child whose resident memory passes WORKER_MAX_MEMORY_MB is killed at once by its own
+# watchdog (the job resumes and blames the scans in flight); Celery also replaces a child that
+# ends a task above WORKER_RECYCLE_MEMORY_MB. 0 turns either off.
+WORKER_MAX_MEMORY_MB = env_int("WORKER_MAX_MEMORY_MB", 4096, minimum=0)
+WORKER_RECYCLE_MEMORY_MB = env_int("WORKER_RECYCLE_MEMORY_MB", 3072, minimum=0)
 CLASSIFIER_SCAN_MODEL = "cases.Scan"
 CLASSIFIER_BATCH_MODEL = "cases.Batch"
 CLASSIFIER_CLINIC_MODEL = "accounts.Clinic"
@@ -214,6 +234,7 @@ CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] = CELERY_TASK_TIME_LIMIT *
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_WORKER_MAX_MEMORY_PER_CHILD = (WORKER_RECYCLE_MEMORY_MB * 1024) or None  # KiB
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "classifier.tasks.run_prediction_job": {"queue": "inference"},

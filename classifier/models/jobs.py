@@ -8,7 +8,7 @@ from django.utils import timezone
 
 
 class JobStatus(models.TextChoices):
-    QUEUED = "queued", "Queued"
+    QUEUED = "queued", "Waiting for a worker"
     RUNNING = "running", "Running"
     SUCCEEDED = "succeeded", "Succeeded"
     PARTIAL = "partial", "Partially failed"
@@ -64,6 +64,24 @@ class Job(models.Model):
         blank=True,
         help_text="The task message that holds the running job; a second message skips it.",
     )
+    worker = models.CharField(
+        max_length=255, blank=True, help_text="The worker process that runs (or last ran) the job."
+    )
+    heartbeat_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Written every few seconds while a worker runs the job; the sweeper re-queues "
+        "a running job whose heartbeat stopped.",
+    )
+    retries = models.PositiveIntegerField(
+        default=0, help_text="Times the task raised and was retried after a pause."
+    )
+    interruptions = models.PositiveIntegerField(
+        default=0,
+        help_text="Times a worker died while running the job with no scan in flight "
+        "(the cause could not be pinned on an image).",
+    )
+    admin_traceback = models.TextField(blank=True)
 
     class Meta:
         abstract = True
@@ -78,7 +96,11 @@ class Job(models.Model):
             return 100 if self.is_finished else 0
         return round(100 * (self.done + self.failed) / self.total)
 
-    def set_status(self, new_status, *, user_error=None, admin_error=None):
+    @property
+    def is_waiting(self):
+        return self.status == JobStatus.QUEUED
+
+    def set_status(self, new_status, *, user_error=None, admin_error=None, admin_traceback=None):
         """The only place a job's status changes. Saves status, timestamps and errors."""
         new_status = JobStatus(new_status)
         if new_status not in TRANSITIONS[JobStatus(self.status)]:
@@ -102,6 +124,12 @@ class Job(models.Model):
         if admin_error is not None:
             self.admin_error = admin_error
             fields.append("admin_error")
+        if admin_traceback is not None:
+            self.admin_traceback = admin_traceback
+            fields.append("admin_traceback")
+        if new_status in FINISHED or new_status == JobStatus.QUEUED:
+            self.heartbeat_at = None
+            fields.append("heartbeat_at")
         self.save(update_fields=fields)
 
 
@@ -113,6 +141,21 @@ class PredictionJob(Job):
     )
     model_version = models.ForeignKey(
         "classifier.ModelVersion", on_delete=models.PROTECT, related_name="jobs"
+    )
+    round = models.PositiveIntegerField(
+        default=1,
+        help_text="1 for the first run; each re-run of the failed scans starts a new round.",
+    )
+    in_flight = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Scan ids being predicted right now. If the worker dies, these are the "
+        "suspects: retried one at a time when the job resumes.",
+    )
+    suspects = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="Scan id -> times it was in flight when a worker died (this round).",
     )
 
     class Meta:

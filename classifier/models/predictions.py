@@ -29,14 +29,27 @@ class Prediction(models.Model):
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     threshold = models.FloatField()
     error = models.CharField(max_length=300, blank=True)
+    round = models.PositiveIntegerField(
+        default=1, help_text="The job's round that made it (failed scans can be re-run)."
+    )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
         constraints = [
+            # One result per scan and model version, ever. A failed attempt is kept as a
+            # record too (with its reason), at most once per round of the job: re-running
+            # a failed scan adds a new attempt, never a second result.
             models.UniqueConstraint(
-                fields=["scan", "model_version"], name="one_prediction_per_scan_and_model"
-            )
+                fields=["scan", "model_version"],
+                condition=models.Q(error=""),
+                name="one_result_per_scan_and_model",
+            ),
+            models.UniqueConstraint(
+                fields=["scan", "model_version", "round"],
+                condition=~models.Q(error=""),
+                name="one_failure_per_scan_model_and_round",
+            ),
         ]
 
     def __str__(self):

@@ -22,6 +22,7 @@ class AuditEvent(models.Model):
         TRAINING_START = "training_start", "Training started"
         JOB_REQUEUE = "job_requeue", "Job re-queued"
         JOB_CANCEL = "job_cancel", "Job cancelled"
+        JOB_RERUN = "job_rerun", "Failed scans re-run"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

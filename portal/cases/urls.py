@@ -11,6 +11,7 @@ urlpatterns = [
     path("batches/<uuid:batch_id>/", views.batch_detail, name="batch"),
     path("batches/<uuid:batch_id>/progress/", views.batch_progress, name="batch_progress"),
     path("batches/<uuid:batch_id>/predict/", views.batch_predict, name="batch_predict"),
+    path("batches/<uuid:batch_id>/rerun/", views.batch_rerun, name="batch_rerun"),
     path("jobs/<uuid:job_id>/", views.job_status, name="job"),
     path("scans/<uuid:scan_id>/", views.scan_detail, name="scan"),
     path("scans/<uuid:scan_id>/image/", views.scan_image, name="scan_image"),

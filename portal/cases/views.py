@@ -16,9 +16,11 @@ from django.db import IntegrityError, transaction
 from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from classifier.jobs import RERUNNABLE, rerun_failed
 from classifier.models import Prediction
 from portal.accounts.access import CAN_UPLOAD, clinics_where, has_role, require_role
 from portal.audit.log import record
@@ -167,6 +169,7 @@ def _job_json(job):
         "percent": job.percent,
         "finished": job.is_finished,
         "attempt": job.attempt,
+        "waiting": job.is_waiting,
         "error": job.user_error,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,
@@ -181,8 +184,11 @@ def batch_detail(request, batch_id):
     scans = list(batch.scans.select_related("duplicate_of__batch").order_by("position"))
     accepted = [scan for scan in scans if scan.status == Scan.Status.ACCEPTED]
     predictions = {}
-    for prediction in Prediction.objects.filter(scan__batch=batch).select_related("model_version"):
-        predictions[(prediction.scan_id, prediction.model_version_id)] = prediction
+    attempts = Prediction.objects.filter(scan__batch=batch).select_related("model_version")
+    for prediction in attempts.order_by("created_at", "id"):
+        key = (prediction.scan_id, prediction.model_version_id)
+        if key not in predictions or predictions[key].error:  # a result beats any failed attempt
+            predictions[key] = prediction
     rows = [
         {"scan": scan, "cells": [predictions.get((scan.pk, job.model_version_id)) for job in jobs]}
         for scan in accepted
@@ -200,8 +206,33 @@ def batch_detail(request, batch_id):
         "all_finished": all(job.is_finished for job in jobs),
         "predict_form": PredictForm(choices=model_choices(missing)) if missing and accepted else None,
         "show_admin_errors": request.user.is_superuser,
+        "failed_rows": [row for row in rows if any(cell and cell.error for cell in row["cells"])],
+        "can_rerun": has_role(request.user, batch.case.clinic, CAN_UPLOAD)
+        and any(job.status in RERUNNABLE and job.failed for job in jobs),
     }
     return render(request, "cases/batch_detail.html", context)
+
+
+@login_required
+@require_POST
+def batch_rerun(request, batch_id):
+    """Re-run the scans of this batch that could not be analysed (a new attempt each)."""
+    batch = access.get_batch_for(request.user, batch_id)
+    require_role(request.user, batch.case.clinic, CAN_UPLOAD)
+    with transaction.atomic():
+        jobs = rerun_failed(batch)
+        for job in jobs:
+            record(
+                request, AuditEvent.Action.JOB_RERUN, obj=job, clinic=batch.case.clinic,
+                batch=str(batch.pk), model=job.model_version.display_name, round=job.round,
+                scans=job.total - job.done,
+            )
+    if jobs:
+        count = sum(job.total - job.done for job in jobs)
+        messages.success(request, f"Re-running {count} scan{pluralize(count)} that could not be analysed.")
+    else:
+        messages.info(request, "Nothing to re-run: no finished analysis of this upload has failed scans.")
+    return redirect("cases:batch", batch_id=batch.pk)
 
 
 @login_required

@@ -82,7 +82,8 @@ def test_requeue_and_cancel_actions(client_for, root, records, clinic_a, alice, 
     failed.refresh_from_db()
     assert (failed.status, failed.attempt) == (JobStatus.QUEUED, 2)
     text = response.content.decode()
-    assert "Re-queued 1 job" in text and "Not re-queued" in text
+    assert "Re-running 1 job" in text and "Not re-run" in text
+    assert failed.round == 2  # a new round: its failed scans are tried again
 
     response = _action(c, "cancel", [running, failed])
     running.refresh_from_db()

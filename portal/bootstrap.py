@@ -57,17 +57,52 @@ def manage(*args, env):
     subprocess.run([str(PYTHON), str(BASE_DIR / "manage.py"), *args], check=True, env=env)
 
 
+DEV_ENV_FILE = Path(os.environ.get("NEUROAI_ENV_FILE", BASE_DIR / ".env"))
+DATA_DIR = Path(os.environ.get("NEUROAI_DATA_DIR", BASE_DIR / "var"))
+
+
+def ensure_dev_env_file():
+    """Write .env with the development settings once, so that every manage.py command (and
+    gunicorn or celery run by hand) works in this checkout without exporting anything."""
+    if DEV_ENV_FILE.exists():
+        return
+    import secrets
+
+    DEV_ENV_FILE.write_text(
+        "# Written by `python3 manage.py start`: development settings for this checkout.\n"
+        "# Never use them in production; the environment overrides every line.\n"
+        "DEBUG=true\n"
+        f"SECRET_KEY={secrets.token_urlsafe(50)}\n"
+    )
+    DEV_ENV_FILE.chmod(0o600)
+    say(f"wrote the development settings to {DEV_ENV_FILE}")
+
+
+def _stop_on_sigterm(signum, frame):
+    raise KeyboardInterrupt
+
+
+def ensure_data_dirs():
+    """The data folder, and the embedded filesystem broker's folders (settings makes none)."""
+    for sub in ("", "broker/queue", "broker/processed", "broker/control"):
+        (DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
+
+
 def start(args):
     port = args[0] if args else os.environ.get("PORT", "8000")
+    ensure_dev_env_file()
+    ensure_data_dirs()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop web and worker on SIGTERM too
     env = {**os.environ}
     env.setdefault("DEBUG", "true")
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     manage("migrate", "--noinput", env=env)
     manage("seed_demo", env=env)
-    say(f"portal on http://127.0.0.1:{port}/  (Ctrl-C stops the web server and the worker)")
+    say(f"portal on http://127.0.0.1:{port}/  (Ctrl-C or SIGTERM stops the web server and the worker)")
+    say(f"the demo login is also in {DATA_DIR / 'demo-login.txt'}")
     celery = [str(VENV / "bin" / "celery"), "-A", "portal", "worker", "--beat",
               "-Q", "inference,default", "--concurrency", "1", "--loglevel", "INFO",
-              "--schedule", str(BASE_DIR / "var" / "celerybeat-schedule")]
+              "--schedule", str(DATA_DIR / "celerybeat-schedule")]
     web = [str(PYTHON), str(BASE_DIR / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"]
     processes = [subprocess.Popen(celery, env=env, cwd=BASE_DIR),
                  subprocess.Popen(web, env=env, cwd=BASE_DIR)]

@@ -76,3 +76,11 @@ def env_url(name, default, *, schemes):
         if not parts.hostname and not parts.path:
             raise ImproperlyConfigured(f"{name} names no host: {value!r}.")
     return value
+
+
+def env_choice(name, default, choices):
+    """One of ``choices`` (compared in lower case); anything else is an error."""
+    value = (os.environ.get(name) or default).strip().lower()
+    if value not in choices:
+        raise ImproperlyConfigured(f"{name} must be one of {', '.join(choices)}, not {value!r}.")
+    return value

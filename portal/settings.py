@@ -5,13 +5,18 @@ then SECRET_KEY and ALLOWED_HOSTS are required and the security headers are on,
 so that ``manage.py check --deploy`` passes with no warnings.
 """
 
+import os
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
+from dotenv import load_dotenv
 
-from portal.env import env_bool, env_int, env_list, env_str, env_url
+from portal.env import env_bool, env_choice, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+# A local .env (written by `manage.py start` with the development settings) fills in what the
+# environment does not set; the environment always wins.
+load_dotenv(os.environ.get("NEUROAI_ENV_FILE", BASE_DIR / ".env"), override=False)
 DATA_DIR = Path(env_str("NEUROAI_DATA_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
@@ -86,8 +91,7 @@ def _database(url):
 
     config = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
     if config["ENGINE"].endswith("sqlite3"):
-        Path(config["NAME"]).parent.mkdir(parents=True, exist_ok=True)
-        config["CONN_MAX_AGE"] = 0
+        config["CONN_MAX_AGE"] = 0  # the file's folder is made by `manage.py start`
     else:
         config["CONN_HEALTH_CHECKS"] = True
     return config
@@ -176,9 +180,7 @@ TF_INTER_OP_THREADS = env_int("TF_INTER_OP_THREADS", 0, minimum=0) or None
 # keras: float32 Keras, the reference; bf16: bfloat16 convolutions; auto: bf16 where the CPU has
 # native bfloat16 (AVX512-BF16/AMX), else keras. Switch only after bench/ml_throughput.py has
 # shown it faster and within 0.01 of keras on your evaluation images.
-ML_RUNTIME = env_str("ML_RUNTIME", "keras").strip().lower()
-if ML_RUNTIME not in ("keras", "bf16", "auto"):
-    raise ImproperlyConfigured("ML_RUNTIME must be keras, bf16 or auto")
+ML_RUNTIME = env_choice("ML_RUNTIME", "keras", ("keras", "bf16", "auto"))
 # Job recovery (classifier/prediction_run.py, classifier/sweeper.py): a running job beats
 # every JOB_HEARTBEAT_SECONDS; the sweeper re-queues it when the beat is older than
 # JOB_HEARTBEAT_TIMEOUT_SECONDS, and re-sends a queued job whose message was lost after
@@ -213,9 +215,8 @@ CELERY_BROKER_URL = env_url(
 )
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
+    # The folders are made by `manage.py start` (portal/bootstrap.py), not at import.
     _broker_dir = DATA_DIR / "broker"
-    for _sub in ("queue", "processed", "control"):
-        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),

@@ -19,6 +19,8 @@ os.environ["SESSION_COOKIE_SECURE"] = "false"
 os.environ["CSRF_COOKIE_SECURE"] = "false"
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 os.environ.setdefault("NEUROAI_DATA_DIR", _TMP)
+# A developer's .env (written by `manage.py start`) must not reach the tests.
+os.environ["NEUROAI_ENV_FILE"] = os.path.join(_TMP, "absent.env")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("LOGIN_FAILURE_LIMIT", "5")
 os.makedirs(os.path.join(os.environ["NEUROAI_DATA_DIR"], "staticfiles"), exist_ok=True)

@@ -64,7 +64,7 @@ def test_embedded_defaults_need_no_server(tmp_path):
 def test_unknown_ml_runtime_is_an_error_not_a_default():
     result = manage("check", **{**PRODUCTION_ENV, "ML_RUNTIME": "tpu"})
     assert result.returncode != 0
-    assert "ML_RUNTIME must be keras, bf16 or auto" in result.stderr
+    assert "ML_RUNTIME must be one of keras, bf16, auto" in result.stderr
 
 
 def test_worker_engine_uses_the_configured_runtime():

@@ -1,0 +1,118 @@
+"""The README's commands work as written: any python3 runs manage.py (it moves itself into the
+virtual environment), a local .env holds the development settings, `--help` lists the
+bootstrap commands too, and SIGTERM stops `start` with its web server and worker."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def system_python():
+    """A python3 outside the project's virtual environment (no Django)."""
+    candidate = Path(sys.base_prefix) / "bin" / "python3"
+    assert candidate.exists(), candidate
+    check = subprocess.run([candidate, "-c", "import django"], capture_output=True)
+    assert check.returncode != 0, "the base Python has Django; this test needs one without"
+    return str(candidate)
+
+
+def clean_env(**extra):
+    env = {k: v for k, v in os.environ.items() if k not in ("DEBUG", "SECRET_KEY", "VIRTUAL_ENV")}
+    env.update(extra)
+    return env
+
+
+def test_help_from_the_system_python_lists_bootstrap_and_django_commands(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=true\n")  # as `start` leaves it
+    result = subprocess.run(
+        [system_python(), "manage.py", "--help"], cwd=BASE_DIR,
+        env=clean_env(NEUROAI_ENV_FILE=str(env_file)),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    for command in ("start", "runtests", "import_model", "migrate", "seed_demo", "createsuperuser"):
+        assert f"    {command}" in result.stdout, command
+
+
+def test_a_dot_env_file_supplies_the_development_settings(tmp_path):
+    env_file = tmp_path / ".env"
+    env_file.write_text("DEBUG=true\nSECRET_KEY=from-the-dot-env-file-0123456789\n")
+    result = subprocess.run(
+        [system_python(), "manage.py", "shell", "-c",
+         "from django.conf import settings; print(settings.DEBUG, settings.SECRET_KEY)"],
+        cwd=BASE_DIR, env=clean_env(NEUROAI_ENV_FILE=str(env_file)),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True from-the-dot-env-file-0123456789"
+    # Without it, production rules apply: no secret key, no start.
+    result = subprocess.run(
+        [system_python(), "manage.py", "check"], cwd=BASE_DIR,
+        env=clean_env(NEUROAI_ENV_FILE=str(tmp_path / "none.env")),
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0 and "Set the environment variable SECRET_KEY" in result.stderr
+
+
+def _children(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+
+
+@pytest.mark.timeout(300)
+def test_sigterm_stops_start_with_its_web_server_and_worker(tmp_path):
+    import psutil
+
+    port = 8765
+    env = clean_env(
+        NEUROAI_ENV_FILE=str(tmp_path / ".env"),
+        NEUROAI_DATA_DIR=str(tmp_path / "var"),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'db.sqlite3'}",
+        CELERY_BROKER_URL="filesystem://",
+        CELERY_BROKER_KEY_PREFIX="",
+    )
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    process = subprocess.Popen(
+        [system_python(), "manage.py", "start", str(port)], cwd=BASE_DIR, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            assert process.poll() is None, process.stdout.read()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(1)
+        else:
+            pytest.fail("start did not serve the login page in 240 s")
+        assert (tmp_path / ".env").read_text().startswith("# Written by `python3 manage.py start`")
+        assert (tmp_path / "var" / "demo-login.txt").exists()
+        children = _children(process.pid)
+        assert any("celery" in " ".join(c.cmdline()) for c in children)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+        _, alive = psutil.wait_procs(children, timeout=60)
+        assert not alive, [c.cmdline() for c in alive]
+    finally:
+        if process.poll() is None:
+            process.kill()
+        for child in _children(process.pid):
+            child.kill()
+        shutil.rmtree(tmp_path / "var", ignore_errors=True)

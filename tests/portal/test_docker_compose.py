@@ -15,7 +15,7 @@ LIBRARY_VARIABLES = {"KERAS_HOME"}
 
 def settings_variables():
     source = (BASE_DIR / "portal" / "settings.py").read_text()
-    return set(re.findall(r'env_(?:str|bool|int|list|url)\(\s*"([A-Z0-9_]+)"', source))
+    return set(re.findall(r'env_(?:str|bool|int|list|url|choice)\(\s*"([A-Z0-9_]+)"', source))
 
 
 def app_services():

@@ -19,6 +19,7 @@ from classifier.models import (
     JobStatus,
     ModelVersion,
     Prediction,
+    PredictionChunk,
     PredictionJob,
     Review,
     TrainingRun,
@@ -182,6 +183,33 @@ class ModelVersionAdmin(admin.ModelAdmin):
 # --- Jobs -----------------------------------------------------------------------------
 
 
+CHUNK_FIELDS = [
+    "round", "index", "status", "worker", "attempt", "interruptions", "heartbeat_at",
+    "sent_at", "finished_at", "in_flight", "suspects",
+]
+
+
+class PredictionChunkInline(admin.TabularInline):
+    """Which worker holds which slice of the job, and what it is doing."""
+
+    model = PredictionChunk
+    fields = readonly_fields = CHUNK_FIELDS
+    extra = 0
+    can_delete = False
+    ordering = ["-round", "index"]
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PredictionChunk)
+class PredictionChunkAdmin(ReadOnlyAdmin):
+    list_display = ["id", "job", "round", "index", "status", "worker", "attempt", "heartbeat_at"]
+    list_filter = ["status"]
+    search_fields = ["=job__id", "worker", "worker_task_id"]
+    readonly_fields = ["job", *CHUNK_FIELDS, "scan_ids", "worker_task_id"]
+
+
 @admin.register(PredictionJob)
 class PredictionJobAdmin(admin.ModelAdmin):
     list_display = ["id", "batch", "model_version", "status", "attempt", "done", "failed", "total", "created_at", "finished_at"]
@@ -190,6 +218,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
     readonly_fields = [f.name for f in PredictionJob._meta.fields]
     actions = ["requeue", "cancel"]
     list_select_related = ["model_version", "batch__case"]
+    inlines = [PredictionChunkInline]
 
     def has_add_permission(self, request):
         return False

@@ -45,8 +45,8 @@ def rerun(job):
         raise ValueError(f"a {job.status} job cannot be re-run")
     job.round += 1
     job.attempt += 1
-    job.suspects, job.in_flight, job.interruptions, job.failed = {}, [], 0, 0
-    job.save(update_fields=["round", "attempt", "suspects", "in_flight", "interruptions", "failed"])
+    job.failed = 0
+    job.save(update_fields=["round", "attempt", "failed"])
     job.set_status(JobStatus.QUEUED, user_error="", admin_error="", admin_traceback="")
     enqueue(job)
 

@@ -1,23 +1,28 @@
-"""One run of a prediction job: claim it, predict its scans chunk by chunk, finish it.
+"""Running a prediction job: plan it into chunks, predict each chunk, finish the job.
 
-The rules that keep one bad scan from harming the others:
+A job's own task (``run_prediction_job``) *plans* a round: it cuts the scans that still need a
+result into chunks of ``JOB_CHUNK_SIZE`` and sends one ``run_prediction_chunk`` task per chunk,
+so any number of workers share one batch. The job finishes when the last chunk of its round is
+done. The rules that keep one bad scan from harming the others hold per chunk:
 
-- **Per-scan isolation.** A chunk is predicted in one call; if that call raises, the chunk's
-  scans are predicted one at a time, and a scan that raises on its own gets a failed
-  attempt with its reason while the job goes on.
-- **In-flight scans.** Before a chunk is predicted its scan ids are written to the job
-  (``in_flight``). If the process dies (out of memory, killed, a crash in native code),
-  the next run of the job finds them there and treats them as *suspects*: each is retried
-  alone, and a scan that was in flight when a worker died twice is failed with "This image
-  stopped the analysis twice" while every other scan gets its prediction.
-- **Counted for what they are.** ``attempt`` counts starts of the job; ``retries`` counts
-  exceptions retried by Celery; ``interruptions`` counts worker deaths that no scan can be
-  blamed for (nothing was in flight) and is the only one capped by ``JOB_MAX_ATTEMPTS``.
-- **Rounds.** Failed scans can be re-run (``classifier.jobs.rerun_failed``): the job starts
-  a new round and tries every scan that has no result yet.
+- **Per-scan isolation.** Scans are predicted in inference batches; if a model call raises,
+  that batch's scans are predicted one at a time, and a scan that raises on its own gets a
+  failed attempt with its reason while the chunk goes on.
+- **In-flight scans.** Before each inference batch its scan ids are written to the chunk
+  (``in_flight``). If the process dies (out of memory, killed, a crash in native code), the
+  chunk's next run finds them there and treats them as *suspects*: each is retried alone, and a
+  scan that was in flight when a worker died twice is failed with "This image stopped the
+  analysis twice" while every other scan gets its prediction.
+- **Counted for what they are.** ``attempt`` counts starts; the job's ``retries`` counts
+  exceptions retried by Celery (the last one fails the job with the exception kept for the
+  admin); ``interruptions`` counts worker deaths that no scan can be blamed for (nothing was
+  in flight) and is the only count capped, by ``JOB_MAX_ATTEMPTS``.
+- **Rounds.** Failed scans can be re-run (``classifier.jobs.rerun``): the job plans a new
+  round over every scan that has no result yet.
 """
 
 import logging
+import math
 import os
 import signal
 import traceback
@@ -27,7 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from classifier.models import JobStatus, Prediction, PredictionJob
+from classifier.models import ChunkStatus, JobStatus, Prediction, PredictionChunk, PredictionJob
 
 log = logging.getLogger(__name__)
 
@@ -43,74 +48,44 @@ def describe(exc):
     return f"{type(exc).__name__}: {exc}"[:2000]
 
 
-def claim(job_id, task_id, worker=""):
-    """Lock the job and move it to running; None when it is not this message's to run.
+# --- Planning a round -------------------------------------------------------------------
 
-    A running job is carried on only by the message that holds it: the same message
-    delivered again after its worker died. A duplicated message for a running job skips it.
+
+def plan(job_id, task_id, worker=""):
+    """Start a queued job's round: cut its pending scans into chunks and send them.
+
+    Returns the job, or None when the job is not queued (a duplicated message, a finished or
+    cancelled job). A round with nothing left to do finishes at once.
     """
-    task_id = task_id or ""
     with transaction.atomic():
         job = PredictionJob.objects.select_for_update().filter(pk=job_id).first()
         if job is None:
             log.warning("prediction job %s does not exist", job_id)
             return None
-        if job.status == JobStatus.QUEUED:
-            job.worker_task_id = task_id
-            job.worker = worker
-            job.heartbeat_at = timezone.now()
-            job.save(update_fields=["worker_task_id", "worker", "heartbeat_at"])
-            job.set_status(JobStatus.RUNNING)
-            _absorb_in_flight(job)
-            return job
-        if job.status == JobStatus.RUNNING and job.worker_task_id == task_id:
-            # The message that holds the job, delivered again: its worker died mid-run.
-            job.attempt += 1
-            job.worker = worker
-            job.heartbeat_at = timezone.now()
-            job.save(update_fields=["attempt", "worker", "heartbeat_at"])
-            if not _absorb_in_flight(job) and not _count_interruption(job, f"task {task_id} delivered again"):
-                return None
-            return job
-        if job.status == JobStatus.RUNNING:
-            log.info("prediction job %s is held by task %s; skipping", job_id, job.worker_task_id)
+        if job.status != JobStatus.QUEUED:
+            log.info("prediction job %s is %s; nothing to plan", job_id, job.status)
             return None
-        log.info("prediction job %s is %s; nothing to do", job_id, job.status)
-        return None
+        job.worker_task_id, job.worker = task_id or "", worker
+        job.save(update_fields=["worker_task_id", "worker"])
+        job.set_status(JobStatus.RUNNING)
+        scan_ids = [str(pk) for pk in pending_scans(job).values_list("pk", flat=True)]
+        size = settings.JOB_CHUNK_SIZE
+        chunks = PredictionChunk.objects.bulk_create(
+            PredictionChunk(job=job, round=job.round, index=i // size, scan_ids=scan_ids[i : i + size])
+            for i in range(0, len(scan_ids), size)
+        )
+        for chunk in chunks:
+            send_chunk(chunk)
+    if not chunks:
+        finish(job.pk)
+    return job
 
 
-def _absorb_in_flight(job):
-    """Turn the scans that were in flight when a worker died into suspects. True if any."""
-    if not job.in_flight:
-        return False
-    suspects = dict(job.suspects or {})
-    for scan_id in job.in_flight:
-        suspects[str(scan_id)] = suspects.get(str(scan_id), 0) + 1
-    log.warning("prediction job %s: a worker died with scans %s in flight", job.pk, job.in_flight)
-    job.suspects, job.in_flight = suspects, []
-    job.save(update_fields=["suspects", "in_flight"])
-    return True
+def send_chunk(chunk):
+    """Send the chunk's task once the surrounding transaction has committed."""
+    from classifier.tasks import run_prediction_chunk
 
-
-def _count_interruption(job, how):
-    """A worker died with nothing in flight. False (job failed) past the last allowed one."""
-    job.interruptions += 1
-    job.save(update_fields=["interruptions"])
-    if job.interruptions < settings.JOB_MAX_ATTEMPTS:
-        return True
-    job.set_status(
-        JobStatus.FAILED,
-        user_error=f"The analysis was interrupted {job.interruptions} times and was stopped.",
-        admin_error=f"The worker died {job.interruptions} times outside any scan ({how}); "
-        f"the limit is JOB_MAX_ATTEMPTS={settings.JOB_MAX_ATTEMPTS}. Look at the worker's log "
-        "for the cause (memory limit, crash in native code, host restart).",
-    )
-    return False
-
-
-def still_ours(job, task_id):
-    job.refresh_from_db(fields=["status", "worker_task_id"])
-    return job.status == JobStatus.RUNNING and job.worker_task_id == (task_id or "")
+    transaction.on_commit(lambda: run_prediction_chunk.delay(chunk.pk), robust=True)
 
 
 def pending_scans(job):
@@ -123,33 +98,129 @@ def pending_scans(job):
             & Q(predictions__round=job.round)
             & ~Q(predictions__error="")
         )
-        .order_by("pk")
+        .order_by("position", "pk")
     )
 
 
-def execute(job, task_id, model):
-    """Predict every pending scan of a claimed job, then finish it. Stops if it loses the job."""
-    suspects = dict(job.suspects or {})
-    todo = list(pending_scans(job))
+# --- Claiming a chunk -------------------------------------------------------------------
+
+
+def claim(chunk_id, task_id, worker=""):
+    """Lock the chunk and move it to running; None when it is not this message's to run.
+
+    A running chunk is carried on only by the message that holds it: the same message
+    delivered again after its worker died. A duplicated message skips it.
+    """
+    task_id = task_id or ""
+    with transaction.atomic():
+        chunk = (
+            PredictionChunk.objects.select_for_update().select_related("job").filter(pk=chunk_id).first()
+        )
+        if chunk is None:
+            log.warning("prediction chunk %s does not exist", chunk_id)
+            return None
+        if chunk.job.status != JobStatus.RUNNING or chunk.round != chunk.job.round:
+            _close(chunk)
+            return None
+        if chunk.status == ChunkStatus.QUEUED:
+            chunk.status, chunk.worker_task_id, redelivered = ChunkStatus.RUNNING, task_id, False
+        elif chunk.status == ChunkStatus.RUNNING and chunk.worker_task_id == task_id:
+            redelivered = True  # the message that holds it, delivered again: its worker died
+        else:
+            log.info("chunk %s is %s (held by %s); skipping", chunk_id, chunk.status, chunk.worker_task_id)
+            return None
+        chunk.attempt += 1
+        chunk.worker, chunk.heartbeat_at = worker, timezone.now()
+        chunk.save(update_fields=["status", "worker_task_id", "attempt", "worker", "heartbeat_at"])
+        blamed = absorb_in_flight(chunk)  # scans in flight when a worker died become suspects
+        if redelivered and not blamed and not count_interruption(chunk, f"task {task_id} delivered again"):
+            return None
+        return chunk
+
+
+def absorb_in_flight(chunk):
+    """Turn the scans that were in flight when a worker died into suspects. True if any."""
+    if not chunk.in_flight:
+        return False
+    suspects = dict(chunk.suspects or {})
+    for scan_id in chunk.in_flight:
+        suspects[scan_id] = suspects.get(scan_id, 0) + 1
+    log.warning("chunk %s: a worker died with scans %s in flight", chunk.pk, chunk.in_flight)
+    chunk.suspects, chunk.in_flight = suspects, []
+    chunk.save(update_fields=["suspects", "in_flight"])
+    return True
+
+
+def count_interruption(chunk, how):
+    """A worker died with nothing in flight. False (job failed) past the last allowed one."""
+    chunk.interruptions += 1
+    chunk.save(update_fields=["interruptions"])
+    if chunk.interruptions < settings.JOB_MAX_ATTEMPTS:
+        return True
+    job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)
+    if job.status == JobStatus.RUNNING:
+        job.set_status(
+            JobStatus.FAILED,
+            user_error=f"The analysis was interrupted {chunk.interruptions} times and was stopped.",
+            admin_error=f"The worker died {chunk.interruptions} times outside any scan ({how}); "
+            f"the limit is JOB_MAX_ATTEMPTS={settings.JOB_MAX_ATTEMPTS}. Look at the worker's log "
+            "for the cause (memory limit, crash in native code, host restart).",
+        )
+    _close(chunk)
+    return False
+
+
+def _close(chunk):
+    if chunk.status != ChunkStatus.DONE:
+        chunk.status, chunk.finished_at = ChunkStatus.DONE, timezone.now()
+        chunk.save(update_fields=["status", "finished_at"])
+
+
+# --- Predicting a chunk -----------------------------------------------------------------
+
+
+def execute(chunk, task_id, model):
+    """Predict the chunk's pending scans, close it, and finish the job if it was the last."""
+    job = chunk.job
+    pending = set(map(str, pending_scans(job).filter(pk__in=chunk.scan_ids).values_list("pk", flat=True)))
+    scans = {str(scan.pk): scan for scan in job.batch.scans_for_prediction().filter(pk__in=pending)}
+    todo = [scans[pk] for pk in chunk.scan_ids if pk in scans]
+    suspects = dict(chunk.suspects or {})
     repeat_offenders = [scan for scan in todo if suspects.get(str(scan.pk), 0) >= 2]
     if repeat_offenders:
-        _save(job, task_id, repeat_offenders, [_failure(STOPPED_TWICE)] * len(repeat_offenders))
+        _save(chunk, repeat_offenders, [_failure(STOPPED_TWICE)] * len(repeat_offenders))
     singles = [scan for scan in todo if suspects.get(str(scan.pk), 0) == 1]
     others = [scan for scan in todo if str(scan.pk) not in suspects]
-    size = settings.INFERENCE_BATCH_SIZE
-    chunks = [[scan] for scan in singles] + [others[i : i + size] for i in range(0, len(others), size)]
-    for chunk in chunks:
-        if not still_ours(job, task_id):
-            log.info("prediction job %s became %s; stopping", job.pk, job.status)
-            return None
-        _mark_in_flight(job, task_id, chunk)
-        _test_crash_hook(chunk)
-        _save(job, task_id, chunk, predict_isolated(model, chunk))
-    return finish(job.pk)
+    size = inference_batch_size(job)
+    batches = [[scan] for scan in singles] + [others[i : i + size] for i in range(0, len(others), size)]
+    for scans_now in batches:
+        if not still_ours(chunk, task_id):
+            log.info("chunk %s: its job stopped or another message holds it; stopping", chunk.pk)
+            return
+        _mark_in_flight(chunk, task_id, scans_now)
+        _test_crash_hook(scans_now)
+        _save(chunk, scans_now, predict_isolated(model, scans_now))
+    with transaction.atomic():
+        locked = PredictionChunk.objects.select_for_update().get(pk=chunk.pk)
+        if locked.worker_task_id == (task_id or ""):
+            _close(locked)
+    maybe_finish(job.pk)
 
 
-def _mark_in_flight(job, task_id, scans):
-    PredictionJob.objects.filter(pk=job.pk, worker_task_id=task_id or "").update(
+def inference_batch_size(job):
+    """INFERENCE_BATCH_SIZE, smaller for small jobs so progress moves in about ten steps."""
+    return max(1, min(settings.INFERENCE_BATCH_SIZE, math.ceil(job.total / 10)))
+
+
+def still_ours(chunk, task_id):
+    current = PredictionChunk.objects.filter(pk=chunk.pk).values_list(
+        "status", "worker_task_id", "job__status"
+    ).first()
+    return current == (ChunkStatus.RUNNING, task_id or "", JobStatus.RUNNING)
+
+
+def _mark_in_flight(chunk, task_id, scans):
+    PredictionChunk.objects.filter(pk=chunk.pk, worker_task_id=task_id or "").update(
         in_flight=[str(scan.pk) for scan in scans]
     )
 
@@ -174,7 +245,7 @@ def read_scan(scan):
 
 
 def predict_isolated(model, scans):
-    """One result per scan, in order. A failing chunk is retried scan by scan, so an
+    """One result per scan, in order. A failing model call is retried scan by scan, so an
     exception costs only the scan that raised it."""
     payloads, readable, results = [], [], [None] * len(scans)
     for index, scan in enumerate(scans):
@@ -189,7 +260,7 @@ def predict_isolated(model, scans):
     try:
         predicted = model.predict_bytes(payloads, batch_size=len(payloads))
     except Exception:
-        log.exception("a chunk of %s scans failed; predicting them one at a time", len(readable))
+        log.exception("a batch of %s scans failed; predicting them one at a time", len(readable))
         predicted = [_predict_one(model, scans[i], payload) for i, payload in zip(readable, payloads, strict=True)]
     for index, result in zip(readable, predicted, strict=True):
         results[index] = result
@@ -204,14 +275,15 @@ def _predict_one(model, scan, payload):
         return _failure(SCAN_FAILED.format(kind=type(exc).__name__))
 
 
-def _save(job, task_id, scans, results):
-    """Store one chunk's results in one transaction; running it twice never doubles them."""
+def _save(chunk, scans, results):
+    """Store one inference batch's results in one transaction; never doubled."""
+    job = chunk.job
     version = job.model_version
     with transaction.atomic():
         for scan, result in zip(scans, results, strict=True):
             attempts = Prediction.objects.filter(scan=scan, model_version=version)
             if attempts.filter(error="").exists():
-                continue  # a result exists (another run of this job stored it first)
+                continue  # a result exists (another run stored it first)
             if result.error or result.probability is None:
                 if not attempts.filter(round=job.round).exists():
                     Prediction.objects.create(
@@ -227,8 +299,11 @@ def _save(job, task_id, scans, results):
                     "label": result.label or "", "threshold": version.threshold,
                 },
             )
-        PredictionJob.objects.filter(pk=job.pk, worker_task_id=task_id or "").update(in_flight=[])
+        PredictionChunk.objects.filter(pk=chunk.pk).update(in_flight=[])
         refresh_counts(job)
+
+
+# --- Counting and finishing -------------------------------------------------------------
 
 
 def refresh_counts(job):
@@ -241,6 +316,17 @@ def refresh_counts(job):
         done=done, failed=failed, progress_at=timezone.now()
     )
     job.done, job.failed = done, failed
+
+
+def maybe_finish(job_id):
+    """Finish a running job once every chunk of its round is done."""
+    with transaction.atomic():
+        job = PredictionJob.objects.select_for_update().get(pk=job_id)
+        if job.status != JobStatus.RUNNING:
+            return job
+        if job.chunks.filter(round=job.round).exclude(status=ChunkStatus.DONE).exists():
+            return job
+    return finish(job_id)
 
 
 def finish(job_id):
@@ -261,11 +347,15 @@ def finish(job_id):
         return job
 
 
-def fail(job_id, task_id, user_error, exc):
+def fail(chunk_id, task_id, user_error, exc):
     """The job's final failure: a plain message for clinicians, the cause for the admin."""
     with transaction.atomic():
-        job = PredictionJob.objects.select_for_update().get(pk=job_id)
-        if job.status == JobStatus.RUNNING and job.worker_task_id == (task_id or ""):
+        chunk = PredictionChunk.objects.select_for_update().get(pk=chunk_id)
+        if chunk.worker_task_id != (task_id or ""):
+            return
+        _close(chunk)
+        job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)
+        if job.status == JobStatus.RUNNING:
             job.set_status(
                 JobStatus.FAILED,
                 user_error=user_error,
@@ -274,19 +364,18 @@ def fail(job_id, task_id, user_error, exc):
             )
 
 
-def prepare_retry(job_id, task_id, exc):
-    """Before a Celery retry: count it, keep its cause, and hand the job back to the queue
+def prepare_retry(chunk_id, task_id, exc):
+    """Before a Celery retry: count it, keep its cause, and hand the chunk back to the queue
     so that the retried message claims it again (it is not a redelivery)."""
     with transaction.atomic():
-        job = PredictionJob.objects.select_for_update().get(pk=job_id)
-        if job.status != JobStatus.RUNNING or job.worker_task_id != (task_id or ""):
+        chunk = PredictionChunk.objects.select_for_update().get(pk=chunk_id)
+        if chunk.status != ChunkStatus.RUNNING or chunk.worker_task_id != (task_id or ""):
             return False
+        chunk.status, chunk.in_flight, chunk.sent_at = ChunkStatus.QUEUED, [], timezone.now()
+        chunk.save(update_fields=["status", "in_flight", "sent_at"])  # an exception: no scan to blame
+        job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)
         job.retries += 1
-        job.in_flight = []  # an exception, not a crash: no scan is to blame
-        job.save(update_fields=["retries", "in_flight"])
-        job.set_status(
-            JobStatus.QUEUED,
-            admin_error=f"Retry {job.retries} after {describe(exc)}",
-            admin_traceback="".join(traceback.format_exception(exc)),
-        )
+        job.admin_error = f"Retry {job.retries} after {describe(exc)}"
+        job.admin_traceback = "".join(traceback.format_exception(exc))
+        job.save(update_fields=["retries", "admin_error", "admin_traceback"])
         return True

@@ -1,13 +1,14 @@
-"""The beat task's rules for jobs that stopped moving.
+"""The beat task's rules for work that stopped moving (see classifier/prediction_run.py).
 
-- A **running** job whose heartbeat is older than ``JOB_HEARTBEAT_TIMEOUT_SECONDS`` lost its
-  worker: it is re-queued at once (its in-flight scans become suspects when it resumes), or
-  failed when the worker died too often with nothing in flight. A job that still beats but
-  has not moved for ``JOB_STALL_MINUTES`` is treated the same way (a hung worker).
-- A **queued** job whose message was sent more than ``JOB_RESEND_SECONDS`` ago while its
-  queue is empty lost its message (e.g. the broker restarted): it is sent again. A queued job
-  that waits behind others is left alone until ``JOB_STALL_MINUTES``; a second message for
-  a job is harmless (the first to claim it wins, the other skips it).
+- A **running chunk** whose heartbeat is older than ``JOB_HEARTBEAT_TIMEOUT_SECONDS`` lost its
+  worker: it is sent again at once (its in-flight scans become suspects when it resumes), or,
+  when the worker died too often with nothing in flight, its job is failed with a message.
+- A **queued chunk or job** whose message was sent more than ``JOB_RESEND_SECONDS`` ago while
+  the inference queue is empty lost its message (e.g. the broker restarted): it is sent again.
+  Work waiting behind other work is left alone until ``JOB_STALL_MINUTES``; a second message is
+  harmless (the first to claim the work wins, the other skips it).
+- A **running job** whose chunks are all done but which was not finished (its last worker died
+  in between) is finished.
 """
 
 import logging
@@ -15,10 +16,10 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from classifier.models import JobStatus, PredictionJob
+from classifier.models import ChunkStatus, JobStatus, PredictionChunk, PredictionJob
 
 log = logging.getLogger(__name__)
 
@@ -26,51 +27,64 @@ log = logging.getLogger(__name__)
 def sweep():
     now = timezone.now()
     dead = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
-    stalled = now - timedelta(minutes=settings.JOB_STALL_MINUTES)
     lost = now - timedelta(seconds=settings.JOB_RESEND_SECONDS)
+    stalled = now - timedelta(minutes=settings.JOB_STALL_MINUTES)
     swept = 0
-    running = PredictionJob.objects.filter(status=JobStatus.RUNNING).filter(
-        Q(heartbeat_at__lt=dead) | Q(heartbeat_at__isnull=True, progress_at__lt=dead)
-        | Q(progress_at__lt=stalled)
+    live = {"job__status": JobStatus.RUNNING}
+    for chunk_id in PredictionChunk.objects.filter(
+        Q(heartbeat_at__lt=dead) | Q(heartbeat_at__isnull=True), status=ChunkStatus.RUNNING, **live
+    ).values_list("pk", flat=True):
+        swept += _resend_dead_chunk(chunk_id, dead)
+    waiting_chunks = list(
+        PredictionChunk.objects.filter(status=ChunkStatus.QUEUED, sent_at__lt=lost, **live).values_list("pk", flat=True)
     )
-    for job_id in running.values_list("pk", flat=True):
-        swept += _requeue_dead(job_id, dead, stalled)
-    queued = PredictionJob.objects.filter(status=JobStatus.QUEUED, progress_at__lt=lost)
-    ids = list(queued.values_list("pk", flat=True))
-    if ids:
-        empty = inference_queue_is_empty()
-        for job_id in ids:
-            swept += _resend_lost(job_id, lost if empty else stalled)
+    waiting_jobs = list(
+        PredictionJob.objects.filter(status=JobStatus.QUEUED, progress_at__lt=lost).values_list("pk", flat=True)
+    )
+    if waiting_chunks or waiting_jobs:
+        cutoff = lost if inference_queue_is_empty() else stalled
+        swept += sum(_resend_lost_chunk(pk, cutoff) for pk in waiting_chunks)
+        swept += sum(_resend_lost_job(pk, cutoff) for pk in waiting_jobs)
+    swept += _finish_orphans()
     return swept
 
 
-def _requeue_dead(job_id, dead, stalled):
-    from classifier.jobs import enqueue
+def _resend_dead_chunk(chunk_id, dead):
+    from classifier.prediction_run import count_interruption, send_chunk
 
     with transaction.atomic():
-        job = PredictionJob.objects.select_for_update(skip_locked=True).filter(
-            pk=job_id, status=JobStatus.RUNNING
+        chunk = PredictionChunk.objects.select_for_update(skip_locked=True).filter(
+            Q(heartbeat_at__lt=dead) | Q(heartbeat_at__isnull=True), pk=chunk_id, status=ChunkStatus.RUNNING
         ).first()
-        if job is None:
+        if chunk is None:
             return 0
-        beat = job.heartbeat_at or job.progress_at
-        if beat >= dead and job.progress_at >= stalled:
-            return 0  # it beat again since the query
-        why = "its worker stopped responding" if beat < dead else "it made no progress"
-        if not job.in_flight:
-            from classifier.prediction_run import _count_interruption
-
-            if not _count_interruption(job, f"{why}; last task {job.worker_task_id or '-'}"):
-                return 1
-        log.warning("prediction job %s: %s; re-queueing", job.pk, why)
-        job.attempt += 1
-        job.save(update_fields=["attempt"])
-        job.set_status(JobStatus.QUEUED)
-        enqueue(job)
+        how = f"its worker stopped responding; last task {chunk.worker_task_id or '-'}"
+        if not chunk.in_flight and not count_interruption(chunk, how):
+            return 1
+        log.warning("chunk %s of job %s: %s; sending it again", chunk.pk, chunk.job_id, how)
+        chunk.status, chunk.sent_at = ChunkStatus.QUEUED, timezone.now()
+        chunk.save(update_fields=["status", "sent_at"])
+        send_chunk(chunk)
         return 1
 
 
-def _resend_lost(job_id, cutoff):
+def _resend_lost_chunk(chunk_id, cutoff):
+    from classifier.prediction_run import send_chunk
+
+    with transaction.atomic():
+        chunk = PredictionChunk.objects.select_for_update(skip_locked=True).filter(
+            pk=chunk_id, status=ChunkStatus.QUEUED, sent_at__lt=cutoff
+        ).first()
+        if chunk is None:
+            return 0
+        log.warning("chunk %s of job %s waited in the queue; sending it again", chunk.pk, chunk.job_id)
+        chunk.sent_at = timezone.now()
+        chunk.save(update_fields=["sent_at"])
+        send_chunk(chunk)
+        return 1
+
+
+def _resend_lost_job(job_id, cutoff):
     from classifier.jobs import enqueue
 
     with transaction.atomic():
@@ -83,6 +97,23 @@ def _resend_lost(job_id, cutoff):
         PredictionJob.objects.filter(pk=job.pk).update(progress_at=timezone.now())
         enqueue(job)
         return 1
+
+
+def _finish_orphans():
+    from classifier.prediction_run import maybe_finish
+
+    unfinished = PredictionChunk.objects.filter(job=OuterRef("pk"), round=OuterRef("round")).exclude(
+        status=ChunkStatus.DONE
+    )
+    quiet = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
+    orphans = PredictionJob.objects.filter(status=JobStatus.RUNNING, progress_at__lt=quiet).exclude(
+        Exists(unfinished)
+    )
+    finished = 0
+    for job_id in orphans.values_list("pk", flat=True):
+        if maybe_finish(job_id).is_finished:
+            finished += 1
+    return finished
 
 
 def inference_queue_is_empty():

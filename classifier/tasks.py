@@ -10,30 +10,40 @@ from django.conf import settings
 from classifier import prediction_run as run
 from classifier.engine import load_model
 from classifier.heartbeat import heartbeat
-from classifier.models import Prediction, PredictionJob
+from classifier.models import Prediction, PredictionChunk
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def _worker_name(task):
+    return f"{task.request.hostname or '-'} pid {os.getpid()}"
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
 def run_prediction_job(self, job_id):
-    """Predict a batch with one model version; see classifier/prediction_run.py for the rules."""
+    """Plan a queued job's round into chunks; see classifier/prediction_run.py."""
+    run.plan(job_id, self.request.id, worker=_worker_name(self))
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
+def run_prediction_chunk(self, chunk_id):
+    """Predict one chunk of a job; any worker may take any chunk."""
     task_id = self.request.id
-    job = run.claim(job_id, task_id, worker=f"{self.request.hostname or '-'} pid {os.getpid()}")
-    if job is None:
+    chunk = run.claim(chunk_id, task_id, worker=_worker_name(self))
+    if chunk is None:
         return
     try:
-        with heartbeat(PredictionJob, job.pk, task_id):
-            run.execute(job, task_id, load_model(job.model_version))
+        with heartbeat(PredictionChunk, chunk.pk, task_id):
+            run.execute(chunk, task_id, load_model(chunk.job.model_version))
     except SoftTimeLimitExceeded as exc:
-        run.fail(job_id, task_id, run.USER_TIMED_OUT, exc)
+        run.fail(chunk_id, task_id, run.USER_TIMED_OUT, exc)
     except Exception as exc:
-        if self.request.retries < self.max_retries and run.prepare_retry(job_id, task_id, exc):
-            log.exception("prediction job %s failed; retry %s", job_id, self.request.retries + 1)
+        if self.request.retries < self.max_retries and run.prepare_retry(chunk_id, task_id, exc):
+            log.exception("prediction chunk %s failed; retry %s", chunk_id, self.request.retries + 1)
             countdown = settings.JOB_RETRY_SECONDS * 2**self.request.retries
             raise self.retry(exc=exc, countdown=countdown) from exc
-        log.exception("prediction job %s failed for good", job_id)
-        run.fail(job_id, task_id, run.USER_RETRIES_EXHAUSTED, exc)
+        log.exception("prediction chunk %s failed for good", chunk_id)
+        run.fail(chunk_id, task_id, run.USER_RETRIES_EXHAUSTED, exc)
 
 
 @shared_task

@@ -175,6 +175,8 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary fil
 # --- Models and inference -------------------------------------------------------------
 MODEL_ROOT = Path(env_str("MODEL_ROOT", str(DATA_DIR / "models")))
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
+# A job is cut into chunks of this many scans; any worker takes any chunk.
+JOB_CHUNK_SIZE = env_int("JOB_CHUNK_SIZE", 32, minimum=1)
 TF_INTRA_OP_THREADS = env_int("TF_INTRA_OP_THREADS", 0, minimum=0) or None
 TF_INTER_OP_THREADS = env_int("TF_INTER_OP_THREADS", 0, minimum=0) or None
 # keras: float32 Keras, the reference; bf16: bfloat16 convolutions; auto: bf16 where the CPU has
@@ -191,7 +193,7 @@ JOB_STALL_MINUTES = env_int("JOB_STALL_MINUTES", 10, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)
 JOB_HEARTBEAT_TIMEOUT_SECONDS = env_int("JOB_HEARTBEAT_TIMEOUT_SECONDS", 60, minimum=2)
-JOB_RESEND_SECONDS = env_int("JOB_RESEND_SECONDS", 120, minimum=1)
+JOB_RESEND_SECONDS = env_int("JOB_RESEND_SECONDS", 60, minimum=1)
 JOB_RETRY_SECONDS = env_int("JOB_RETRY_SECONDS", 3, minimum=0)
 if JOB_HEARTBEAT_TIMEOUT_SECONDS < 2 * JOB_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured("JOB_HEARTBEAT_TIMEOUT_SECONDS must be at least twice JOB_HEARTBEAT_SECONDS")
@@ -239,6 +241,7 @@ CELERY_WORKER_MAX_MEMORY_PER_CHILD = (WORKER_RECYCLE_MEMORY_MB * 1024) or None  
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {
     "classifier.tasks.run_prediction_job": {"queue": "inference"},
+    "classifier.tasks.run_prediction_chunk": {"queue": "inference"},
     "classifier.tasks.run_training": {"queue": "inference"},
     "classifier.tasks.make_heatmap": {"queue": "inference"},
 }

@@ -1,10 +1,18 @@
-from classifier.models.jobs import JobStatus, PredictionJob, TrainingRun
+from classifier.models.jobs import (
+    ChunkStatus,
+    JobStatus,
+    PredictionChunk,
+    PredictionJob,
+    TrainingRun,
+)
 from classifier.models.model_version import Architecture, ModelVersion
 from classifier.models.predictions import Label, Prediction
 from classifier.models.reviews import Review
 
 __all__ = [
     "Architecture",
+    "ChunkStatus",
+    "PredictionChunk",
     "JobStatus",
     "Label",
     "ModelVersion",

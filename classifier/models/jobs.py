@@ -146,17 +146,6 @@ class PredictionJob(Job):
         default=1,
         help_text="1 for the first run; each re-run of the failed scans starts a new round.",
     )
-    in_flight = models.JSONField(
-        default=list,
-        blank=True,
-        help_text="Scan ids being predicted right now. If the worker dies, these are the "
-        "suspects: retried one at a time when the job resumes.",
-    )
-    suspects = models.JSONField(
-        default=dict,
-        blank=True,
-        help_text="Scan id -> times it was in flight when a worker died (this round).",
-    )
 
     class Meta:
         ordering = ["-created_at"]
@@ -188,3 +177,49 @@ class TrainingRun(Job):
 
     def __str__(self):
         return f"Training {self.architecture} ({self.status})"
+
+
+class ChunkStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
+class PredictionChunk(models.Model):
+    """A slice of one round of a prediction job: the unit any worker takes, so one batch is
+    shared by many workers. See classifier/prediction_run.py for the rules."""
+
+    job = models.ForeignKey(PredictionJob, on_delete=models.CASCADE, related_name="chunks")
+    round = models.PositiveIntegerField()
+    index = models.PositiveIntegerField()
+    scan_ids = models.JSONField(default=list, help_text="The scans of this chunk (ids).")
+    status = models.CharField(
+        max_length=10, choices=ChunkStatus.choices, default=ChunkStatus.QUEUED, db_index=True
+    )
+    worker_task_id = models.CharField(max_length=255, blank=True)
+    worker = models.CharField(max_length=255, blank=True)
+    attempt = models.PositiveIntegerField(default=0, help_text="Times a worker started it.")
+    interruptions = models.PositiveIntegerField(
+        default=0, help_text="Worker deaths with no scan in flight (capped by JOB_MAX_ATTEMPTS)."
+    )
+    in_flight = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Scan ids being predicted right now. If the worker dies, these are the "
+        "suspects: retried one at a time when the chunk resumes.",
+    )
+    suspects = models.JSONField(
+        default=dict, blank=True, help_text="Scan id -> times it was in flight when a worker died."
+    )
+    sent_at = models.DateTimeField(default=timezone.now, help_text="When its task was last sent.")
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job", "round", "index"]
+        constraints = [
+            models.UniqueConstraint(fields=["job", "round", "index"], name="one_chunk_per_index")
+        ]
+
+    def __str__(self):
+        return f"chunk {self.index} of round {self.round} of job {self.job_id} ({self.status})"

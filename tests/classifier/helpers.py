@@ -55,3 +55,23 @@ def wait_until_idle(queue="inference", timeout=60):
             return
         time.sleep(0.3)
     raise AssertionError(f"the worker was still busy after {timeout} s")
+
+
+def run_job_here(job, task_id="task-1"):
+    """Run a job in this process as workers would: its planning task, then each of its
+    queued chunks' tasks (the messages themselves are not sent inside a test transaction)."""
+    from classifier.models import PredictionChunk
+    from classifier.tasks import run_prediction_chunk, run_prediction_job
+
+    run_prediction_job.apply(args=[job.pk], task_id=f"{task_id}-plan")
+    for chunk in PredictionChunk.objects.filter(job=job, status="queued").order_by("round", "index"):
+        run_prediction_chunk.apply(args=[chunk.pk], task_id=f"{task_id}-{chunk.index}")
+
+
+def plan_here(job):
+    """Plan a job in this process; its chunks, in order."""
+    from classifier.models import PredictionChunk
+    from classifier.prediction_run import plan
+
+    plan(job.pk, "plan")
+    return list(PredictionChunk.objects.filter(job=job).order_by("round", "index"))

@@ -2,23 +2,30 @@
 
 import pytest
 
-from tests.classifier.helpers import make_batch
+from tests.classifier.helpers import make_batch, plan_here, run_job_here
 
 pytestmark = pytest.mark.django_db
 
 
 def run(job, task_id="task-1"):
-    from classifier.tasks import run_prediction_job
+    run_job_here(job, task_id)
 
-    return run_prediction_job.apply(args=[job.pk], task_id=task_id)
+
+def run_chunk(chunk, task_id):
+    from classifier.tasks import run_prediction_chunk
+
+    run_prediction_chunk.apply(args=[chunk.pk], task_id=task_id)
 
 
 def test_job_predicts_every_scan_once_and_succeeds(clinic_a, alice, vgg16_model, settings):
     from classifier.models import Prediction
 
     settings.INFERENCE_BATCH_SIZE = 3
+    settings.JOB_CHUNK_SIZE = 4
     batch, [job] = make_batch(clinic_a, alice, 7)
     run(job)
+    assert [len(c.scan_ids) for c in job.chunks.all()] == [4, 3]
+    assert set(job.chunks.values_list("status", flat=True)) == {"done"}
     job.refresh_from_db()
     assert (job.status, job.done, job.failed, job.total, job.percent) == ("succeeded", 7, 0, 7, 100)
     assert job.started_at <= job.finished_at
@@ -66,34 +73,36 @@ def test_all_scans_failing_fails_the_job(clinic_a, alice, vgg16_model):
     assert job.status == "failed" and job.user_error == "No scan of this batch could be analysed."
 
 
-def test_a_running_job_held_by_another_message_is_skipped(clinic_a, alice, vgg16_model):
+def test_a_running_chunk_held_by_another_message_is_skipped(clinic_a, alice, vgg16_model):
     from classifier.models import Prediction
     from classifier.prediction_run import claim
 
     batch, [job] = make_batch(clinic_a, alice, 2)
-    assert claim(job.pk, "first") is not None
-    job.refresh_from_db()
-    assert job.status == "running" and job.worker_task_id == "first"
-    assert claim(job.pk, "duplicate") is None  # a duplicated message
-    run(job, task_id="duplicate")
+    [chunk] = plan_here(job)
+    assert claim(chunk.pk, "first") is not None
+    chunk.refresh_from_db()
+    assert chunk.status == "running" and chunk.worker_task_id == "first"
+    assert claim(chunk.pk, "duplicate") is None  # a duplicated message
+    run_chunk(chunk, "duplicate")
     assert not Prediction.objects.exists()
     # The holder's own message, redelivered after its worker died, carries on.
-    run(job, task_id="first")
+    run_chunk(chunk, "first")
     job.refresh_from_db()
     assert job.status == "succeeded" and Prediction.objects.count() == 2
 
 
-def test_a_resumed_job_only_predicts_what_is_missing(clinic_a, alice, vgg16_model, settings):
+def test_a_resumed_chunk_only_predicts_what_is_missing(clinic_a, alice, vgg16_model):
     from classifier.engine import load_model
     from classifier.models import Prediction
     from classifier.prediction_run import _save, claim, predict_isolated
 
     batch, [job] = make_batch(clinic_a, alice, 5)
-    job = claim(job.pk, "first")
-    scans = list(batch.scans_for_prediction()[:2])
-    _save(job, "first", scans, predict_isolated(load_model(vgg16_model), scans))  # then the worker "dies"
+    [chunk] = plan_here(job)
+    chunk = claim(chunk.pk, "first")
+    scans = list(batch.scans_for_prediction().order_by("position")[:2])
+    _save(chunk, scans, predict_isolated(load_model(vgg16_model), scans))  # then the worker "dies"
     before = {p.scan_id: p.pk for p in Prediction.objects.all()}
-    run(job, task_id="first")
+    run_chunk(chunk, "first")
     job.refresh_from_db()
     assert job.status == "succeeded" and Prediction.objects.count() == 5
     assert {p.scan_id: p.pk for p in Prediction.objects.filter(scan_id__in=before)} == before
@@ -127,7 +136,8 @@ def test_an_unloadable_model_is_retried_then_fails_with_its_cause_under_default_
     run(job)
     job.refresh_from_db()
     assert len(calls) == tasks.run_prediction_job.max_retries + 1 == 4
-    assert (job.status, job.retries, job.interruptions) == ("failed", 3, 0)
+    assert (job.status, job.retries) == ("failed", 3)
+    assert job.chunks.get().interruptions == 0
     assert job.user_error == "The analysis could not be run; an administrator has the details."
     assert job.admin_error == "FileNotFoundError: model.keras is gone"
     assert "Traceback" in job.admin_traceback and "model.keras is gone" in job.admin_traceback
@@ -141,6 +151,7 @@ def test_a_scan_that_raises_in_the_model_fails_alone(clinic_a, alice, vgg16_mode
     from ml.engine import LoadedModel
 
     settings.INFERENCE_BATCH_SIZE = 4
+    settings.JOB_CHUNK_SIZE = 6
     batch, [job] = make_batch(clinic_a, alice, 6)
     poison = batch.scans.get(position=3)
     with poison.file.open("rb") as handle:
@@ -182,12 +193,15 @@ def test_a_message_delivered_again_with_nothing_in_flight_counts_an_interruption
 
     settings.JOB_MAX_ATTEMPTS = 3
     batch, [job] = make_batch(clinic_a, alice, 1)
-    assert claim(job.pk, "m") is not None  # attempt 1
-    assert claim(job.pk, "m") is not None  # redelivered after its worker died: attempt 2
-    assert claim(job.pk, "m") is not None  # attempt 3
-    assert claim(job.pk, "m") is None  # a third death that no scan can be blamed for: stopped
+    [chunk] = plan_here(job)
+    assert claim(chunk.pk, "m") is not None  # attempt 1
+    assert claim(chunk.pk, "m") is not None  # redelivered after its worker died: attempt 2
+    assert claim(chunk.pk, "m") is not None  # attempt 3
+    assert claim(chunk.pk, "m") is None  # a third death that no scan can be blamed for: stopped
     job.refresh_from_db()
-    assert (job.status, job.attempt, job.interruptions) == ("failed", 4, 3)
+    chunk.refresh_from_db()
+    assert (chunk.status, chunk.attempt, chunk.interruptions) == ("done", 4, 3)
+    assert job.status == "failed"
     assert job.user_error == "The analysis was interrupted 3 times and was stopped."
     assert "JOB_MAX_ATTEMPTS=3" in job.admin_error
 
@@ -197,20 +211,40 @@ def test_scans_in_flight_when_a_worker_died_are_retried_alone_and_a_repeat_offen
 ):
     """The redelivered message blames only the scans in flight: a scan that was in flight at
     two deaths is failed, every other scan is predicted once."""
-    from classifier.models import Prediction, PredictionJob
+    from classifier.models import Prediction, PredictionChunk
     from classifier.prediction_run import STOPPED_TWICE, claim
 
     batch, [job] = make_batch(clinic_a, alice, 5)
     scans = list(batch.scans_for_prediction().order_by("position"))
-    claim(job.pk, "m")
+    [chunk] = plan_here(job)
+    claim(chunk.pk, "m")
     # The worker died with scans 1 and 2 in flight; then again with scan 2 alone.
-    PredictionJob.objects.filter(pk=job.pk).update(in_flight=[str(scans[0].pk), str(scans[1].pk)])
-    claim(job.pk, "m")
-    PredictionJob.objects.filter(pk=job.pk).update(in_flight=[str(scans[1].pk)])
-    run(job, task_id="m")
+    PredictionChunk.objects.filter(pk=chunk.pk).update(in_flight=[str(scans[0].pk), str(scans[1].pk)])
+    claim(chunk.pk, "m")
+    PredictionChunk.objects.filter(pk=chunk.pk).update(in_flight=[str(scans[1].pk)])
+    run_chunk(chunk, "m")
     job.refresh_from_db()
-    assert (job.status, job.done, job.failed, job.interruptions) == ("partial", 4, 1, 0)
-    assert job.suspects == {str(scans[0].pk): 1, str(scans[1].pk): 2}
+    chunk.refresh_from_db()
+    assert (job.status, job.done, job.failed) == ("partial", 4, 1)
+    assert (chunk.interruptions, chunk.in_flight) == (0, [])
+    assert chunk.suspects == {str(scans[0].pk): 1, str(scans[1].pk): 2}
     assert Prediction.objects.get(scan=scans[1]).error == STOPPED_TWICE
     assert Prediction.objects.filter(error="").count() == 4
-    assert job.in_flight == []
+
+
+def test_two_workers_share_one_batch_and_every_scan_is_predicted_once(clinic_a, alice, vgg16_model, settings):
+    """Chunks are taken by whichever worker comes; here two "workers" interleave their chunks."""
+    from classifier.models import Prediction
+    from classifier.prediction_run import claim
+
+    settings.JOB_CHUNK_SIZE = 3
+    batch, [job] = make_batch(clinic_a, alice, 8)
+    chunks = plan_here(job)
+    assert len(chunks) == 3
+    for index, chunk in enumerate(reversed(chunks)):  # any order, any worker
+        run_chunk(chunk, f"worker-{index % 2}")
+        assert claim(chunk.pk, "late-duplicate") is None
+    job.refresh_from_db()
+    assert (job.status, job.done, job.failed) == ("succeeded", 8, 0)
+    results = Prediction.objects.filter(scan__batch=batch)
+    assert results.count() == 8 and results.values("scan").distinct().count() == 8

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from tests.classifier.helpers import make_batch
+from tests.classifier.helpers import make_batch, run_job_here
 
 pytestmark = pytest.mark.django_db
 
@@ -17,9 +17,7 @@ def post(client, url):
 
 
 def run(job):
-    from classifier.tasks import run_prediction_job
-
-    run_prediction_job.apply(args=[job.pk])
+    run_job_here(job)
 
 
 def test_failed_scans_are_re_run_from_the_batch_page(

@@ -10,7 +10,7 @@ from tests.reliability.test_worker_kill import restart, worker  # noqa: F401  (f
 
 pytestmark = pytest.mark.worker
 
-SCANS = 10
+SCANS = 40
 
 
 def test_a_scan_that_kills_the_worker_is_set_aside_and_every_other_scan_is_predicted_once(
@@ -21,8 +21,8 @@ def test_a_scan_that_kills_the_worker_is_set_aside_and_every_other_scan_is_predi
 
     batch, _ = make_batch(clinic_a, alice, SCANS, architectures=())
     poison = batch.scans.get(position=6)
-    # The worker's children die on that scan; chunks of 4 put three good scans beside it.
-    restart(worker, INFERENCE_BATCH_SIZE=4, JOB_TEST_CRASH_SHA256=poison.sha256)
+    # The worker's children die on that scan; model calls of 4 put three good scans beside it.
+    restart(worker, INFERENCE_BATCH_SIZE=4, JOB_CHUNK_SIZE=20, JOB_TEST_CRASH_SHA256=poison.sha256)
     from classifier.jobs import create_prediction_jobs
     from django.db import transaction
 
@@ -32,7 +32,10 @@ def test_a_scan_that_kills_the_worker_is_set_aside_and_every_other_scan_is_predi
 
     assert (job.status, job.done, job.failed, job.total) == ("partial", SCANS - 1, 1, SCANS)
     assert job.user_error == f"1 of {SCANS} scans could not be analysed."
-    assert job.interruptions == 0 and job.attempt == 3  # started once, resumed after two deaths
+    chunk = job.chunks.get(index=0)  # the poison's chunk: started once, resumed after two deaths
+    assert (chunk.attempt, chunk.interruptions, chunk.in_flight) == (3, 0, [])
+    assert list(chunk.suspects.values()).count(1) == 3 and list(chunk.suspects.values()).count(2) == 1
+    assert job.chunks.get(index=1).attempt == 1  # the other chunk never saw a death
     results = Prediction.objects.filter(scan__batch=batch, error="")
     assert results.count() == SCANS - 1
     assert results.values("scan").distinct().count() == SCANS - 1
@@ -57,5 +60,5 @@ def test_a_child_over_its_memory_limit_is_killed_and_the_job_ends_with_a_plain_m
     [job] = wait_for_jobs([job], timeout=300, worker=worker)
     assert job.status == "failed"
     assert job.user_error == f"The analysis was interrupted {settings.JOB_MAX_ATTEMPTS} times and was stopped."
-    assert job.interruptions == settings.JOB_MAX_ATTEMPTS
+    assert job.chunks.get().interruptions == settings.JOB_MAX_ATTEMPTS
     assert "over WORKER_MAX_MEMORY_MB=250" in worker.log()

@@ -6,6 +6,7 @@ throttling reads, and audit events for the security-relevant steps.
 
 import base64
 import io
+import math
 from base64 import b32encode
 
 from django.conf import settings
@@ -14,6 +15,8 @@ from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.shortcuts import redirect, render
+from django.template.defaultfilters import pluralize
+from django.utils import timezone
 from django.urls import reverse_lazy
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -58,6 +61,23 @@ def _new_recovery_codes(user):
     return codes
 
 
+def _wait_seconds(devices):
+    """Seconds until one of ``devices`` accepts a code again (django-otp doubles the wait
+    after each wrong code), or 0."""
+    waits = []
+    for device in devices:
+        allowed, data = device.verify_is_allowed()
+        if allowed:
+            return 0
+        until = (data or {}).get("locked_until")
+        waits.append(max(1, math.ceil((until - timezone.now()).total_seconds())) if until else 1)
+    return min(waits, default=0)
+
+
+def _throttled_error(form, seconds):
+    form.add_error("code", f"Too many wrong codes: wait {seconds} second{pluralize(seconds)} and try again.")
+
+
 def _qr_data_uri(text):
     out = io.BytesIO()
     write_qrcode_image(text, out)
@@ -79,19 +99,23 @@ def mfa_setup(request):
         device = TOTPDevice.objects.create(user=user, name="Authenticator app", confirmed=False)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if form.is_app_code and device.verify_token(form.cleaned_data["code"]):
+        if wait := _wait_seconds([device]):
+            _throttled_error(form, wait)
+        elif form.is_app_code and device.verify_token(form.cleaned_data["code"]):
             with transaction.atomic():
                 device.confirmed = True
                 device.save(update_fields=["confirmed"])
                 TOTPDevice.objects.filter(user=user, confirmed=False).delete()
                 codes = _new_recovery_codes(user)
+            request.session.cycle_key()  # a new session id for the fully signed-in session
             otp_login(request, device)
             record(request, AuditEvent.Action.MFA_ENROLLED, obj=None, device="totp")
             return render(
                 request, "registration/mfa_recovery_codes.html", {"codes": codes, "next": _next_url(request)}
             )
-        record(request, AuditEvent.Action.MFA_FAILED, step="enrolment")
-        form.add_error("code", "That code did not match. Check the time on your phone and try the current code.")
+        else:
+            record(request, AuditEvent.Action.MFA_FAILED, step="enrolment")
+            form.add_error("code", "That code did not match. Check the time on your phone and try the current code.")
     return render(
         request,
         "registration/mfa_setup.html",
@@ -118,12 +142,18 @@ def mfa_verify(request):
     if request.method == "POST" and form.is_valid():
         code = form.cleaned_data["code"]
         kind = TOTPDevice if form.is_app_code else StaticDevice
+        candidates = list(kind.objects.filter(user=user, confirmed=True))
+        wait = _wait_seconds(candidates)
         device = None
-        for candidate in kind.objects.filter(user=user, confirmed=True):
-            device = verify_token(user, candidate.persistent_id, code)
-            if device is not None:
-                break
-        if device is not None:
+        if not wait:
+            for candidate in candidates:
+                device = verify_token(user, candidate.persistent_id, code)
+                if device is not None:
+                    break
+        if wait:
+            _throttled_error(form, wait)
+        elif device is not None:
+            request.session.cycle_key()  # a new session id for the fully signed-in session
             otp_login(request, device)
             if isinstance(device, StaticDevice):
                 left = device.token_set.count()
@@ -135,12 +165,13 @@ def mfa_verify(request):
             else:
                 record(request, AuditEvent.Action.MFA_VERIFIED)
             return redirect(_next_url(request))
-        record(request, AuditEvent.Action.MFA_FAILED, step="sign-in", kind="app" if form.is_app_code else "recovery")
-        form.add_error(
-            "code",
-            "That code did not work. Codes from the app change every 30 seconds; "
-            "each recovery code works once. Repeated failures slow further attempts.",
-        )
+        else:
+            record(request, AuditEvent.Action.MFA_FAILED, step="sign-in", kind="app" if form.is_app_code else "recovery")
+            form.add_error(
+                "code",
+                "That code did not work. Codes from the app change every 30 seconds; "
+                "each recovery code works once. Each wrong code doubles the wait before the next try.",
+            )
     return render(request, "registration/mfa_verify.html", {"form": form, "next": request.GET.get("next", "")})
 
 

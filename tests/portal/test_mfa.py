@@ -203,3 +203,19 @@ def test_totp_helper_matches_the_device():
     device = SimpleNamespace(bin_key=b"12345678901234567890", step=30, t0=0, digits=8, drift=0)
     assert totp_code(device, at=59) == "94287082"
     assert len(totp_code(SimpleNamespace(bin_key=b"x" * 20, step=30, t0=0, digits=6, drift=0), at=time.time())) == 6
+
+
+def test_new_recovery_codes_replace_the_old_ones(carol, client_for):
+    from django_otp.plugins.otp_static.models import StaticToken
+
+    from portal.accounts.views import _new_recovery_codes
+
+    old = _new_recovery_codes(carol)
+    client = client_for(carol)
+    url = reverse("mfa_recovery_codes")
+    page = client.get(url)
+    assert '<strong id="codes-left">10</strong>' in page.content.decode()
+    response = client.post(url, {"csrfmiddlewaretoken": csrf_token(page)})
+    new = re.findall(r"<li><code>([a-z2-7]+)</code></li>", response.content.decode())
+    assert len(new) == 10 and not set(new) & set(old)
+    assert set(StaticToken.objects.filter(device__user=carol).values_list("token", flat=True)) == set(new)

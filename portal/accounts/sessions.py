@@ -37,11 +37,13 @@ class SessionLimitsMiddleware:
             session = request.session
             started = session.setdefault(STARTED_KEY, now)
             last = session.get(LAST_ACTIVITY_KEY, now)
-            if now - last > settings.SESSION_IDLE_MINUTES * 60:
-                return self._sign_out(request, f"You were signed out after {settings.SESSION_IDLE_MINUTES} minutes without activity.")
+            idle = settings.SESSION_IDLE_MINUTES
+            if now - last > idle * 60:
+                return self._sign_out(request, f"You were signed out after {idle} minutes without activity.")
             if now - started > settings.SESSION_COOKIE_AGE:
                 return self._sign_out(request, "Your session reached its time limit; please sign in again.")
-            if _is_activity(request) and (LAST_ACTIVITY_KEY not in session or now - last >= _WRITE_EVERY_SECONDS):
+            stale = LAST_ACTIVITY_KEY not in session or now - last >= _WRITE_EVERY_SECONDS
+            if stale and _is_activity(request):
                 session[LAST_ACTIVITY_KEY] = now
         return self.get_response(request)
 

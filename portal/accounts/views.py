@@ -16,8 +16,8 @@ from django.contrib.auth.decorators import login_required
 from django.db import transaction
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
-from django.utils import timezone
 from django.urls import reverse_lazy
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
@@ -109,7 +109,7 @@ def mfa_setup(request):
                 codes = _new_recovery_codes(user)
             request.session.cycle_key()  # a new session id for the fully signed-in session
             otp_login(request, device)
-            record(request, AuditEvent.Action.MFA_ENROLLED, obj=None, device="totp")
+            record(request, AuditEvent.Action.MFA_ENROLLED, device="totp")
             return render(
                 request, "registration/mfa_recovery_codes.html", {"codes": codes, "next": _next_url(request)}
             )

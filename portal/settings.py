@@ -227,6 +227,12 @@ PRIVATE_FILES_ACCEL_PREFIX = env_str("PRIVATE_FILES_ACCEL_PREFIX")
 UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 500, minimum=1)
 UPLOAD_MAX_FILE_BYTES = env_int("UPLOAD_MAX_FILE_MB", 20, minimum=1) * 1024 * 1024
 UPLOAD_MAX_PIXELS = env_int("UPLOAD_MAX_PIXELS", 50_000_000, minimum=1)
+# Shape of a plausible brain scan (ml.intake.IntakeLimits explains the defaults): the
+# shorter side at least UPLOAD_MIN_SIDE_PX, the longer at most UPLOAD_MAX_ASPECT_RATIO times it.
+UPLOAD_MIN_SIDE_PX = env_int("UPLOAD_MIN_SIDE_PX", 64, minimum=1)
+UPLOAD_MAX_ASPECT_RATIO = env_int("UPLOAD_MAX_ASPECT_RATIO", 4, minimum=1)
+# Peak memory that decoding and preparing one image may take, at upload and in the worker.
+IMAGE_WORK_BUDGET_BYTES = env_int("IMAGE_WORK_BUDGET_MB", 1024, minimum=16) * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields only
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary file

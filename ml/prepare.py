@@ -67,20 +67,32 @@ def prepare_with_geometry(image: Image.Image, input_size: int, crop: bool = True
     return np.asarray(image, dtype=np.uint8), box, side
 
 
+# Up to this aspect ratio (long side / short side), letterbox builds the padded square itself.
+SQUARE_PAD_MAX_ASPECT = 2
+
+
 def letterbox(image: Image.Image, n: int) -> Image.Image:
     """``image`` centred in an n x n black square: the pixels of padding it to a square of its
-    long side and resizing that to n (bilinear, antialiased), without making that square.
+    long side and resizing that to n (bilinear, antialiased), in memory linear in the image.
 
     The padded square grows with the square of the long side (a 20 x 100000 strip: 30 GB).
-    Here the image gets only as much black along its short axis as the filter can reach, and
-    a box resize computes the output rows or columns that can see the image; the others
-    stay black. That local padding costs at most the image itself; where it would cost more
-    (strips far longer than wide) the long axis is resized first, so memory stays within the
-    image plus n x (short side + a few filter widths).
+    For images up to 2:1 it costs at most twice the image and is built as before
+    (bit-identical). Longer images get only as much black along their short axis as the
+    filter can reach, and a box resize computes the output rows or columns that can see the
+    image; the others stay black (within one grey level of the padded square: Pillow's
+    filter positions round differently). That local padding costs at most the image itself;
+    where it would cost more (strips far longer than wide) the long axis is resized first, so
+    memory stays within the image plus n x (short side + a few filter widths).
     """
     w, h = image.size
     side = max(w, h)
-    if w == h:
+    if side <= SQUARE_PAD_MAX_ASPECT * min(w, h):
+        # About square (every scan seen so far): the padded square costs at most twice the
+        # image, so build it; the pixels stay bit-identical to what existing artifacts saw.
+        if w != h:
+            square = Image.new("RGB", (side, side), (0, 0, 0))
+            square.paste(image, ((side - w) // 2, (side - h) // 2))
+            image = square
         return image if side == n else image.resize((n, n), Image.BILINEAR, reducing_gap=None)
     canvas = Image.new("RGB", (n, n), (0, 0, 0))
     if side == n:

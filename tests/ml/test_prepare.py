@@ -47,20 +47,25 @@ def _padded_square(image, n):
     return canvas.resize((n, n), Image.BILINEAR, reducing_gap=None) if side != n else canvas
 
 
-@pytest.mark.parametrize("size", [(200, 160), (160, 200), (121, 99), (99, 121), (40, 30), (30, 41),
+@pytest.mark.parametrize("size", [(200, 160), (160, 200), (121, 99), (99, 121), (40, 30), (30, 41), (200, 100),
                                   (224, 100), (100, 224), (1000, 333), (64, 900), (900, 64), (31, 2000)])
 def test_letterbox_gives_the_padded_square_pixels_without_making_it(make_brain, size):
-    """Serving stays what training saw: the bounded letterbox matches the old padded square
-    to within one grey level (float rounding in Pillow's filter positions), strips included."""
+    """Serving stays what training saw: up to 2:1 the pixels are those of the padded square,
+    bit for bit; longer images, letterboxed without the square, are within one grey level
+    (Pillow's filter positions round differently), strips included."""
     from ml.prepare import letterbox
 
     img = make_brain(size=size, tumor=True, seed=size[0])
+    about_square = max(size) <= 2 * min(size)
     for n in (64, 224):
         old = np.asarray(_padded_square(img, n), np.int16)
         new = np.asarray(letterbox(img, n), np.int16)
         assert new.shape == old.shape == (n, n, 3)
         diff = np.abs(old - new)
-        assert diff.max() <= 1 and (diff > 0).mean() < 0.01
+        if about_square:
+            assert diff.max() == 0
+        else:
+            assert diff.max() <= 1 and (diff > 0).mean() < 0.01
 
 
 def test_gradcam_overlay_maps_the_model_frame_back_onto_the_original(make_brain):

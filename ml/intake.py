@@ -78,7 +78,7 @@ _FIXED_BYTES = 8 * 1024 * 1024  # allocator arenas, small buffers: measured 4-7 
 def working_bytes(width: int, height: int, mode: str, data_bytes: int = 0) -> int:
     """Estimated peak memory (bytes) to decode and prepare a ``width`` x ``height`` image of
     PIL ``mode`` whose file is ``data_bytes`` long: linear in its pixels, never in its long
-    side squared (ml.prepare never makes the padded square)."""
+    side squared (``ml.prepare.letterbox`` pads to a square only up to 2:1)."""
     per_pixel = _BYTES_PER_PIXEL.get(mode, _DEFAULT_BYTES_PER_PIXEL)
     return int(width) * int(height) * per_pixel + int(data_bytes) + _FIXED_BYTES
 

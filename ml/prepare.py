@@ -2,7 +2,7 @@
 
 Steps: optional brain crop -> letterbox into an ``input_size`` square on black (keeps the
 aspect ratio; the pixels of padding to a square and resizing it, bilinear with antialiasing,
-computed without ever making the padded square) -> optional intensity
+in memory linear in the image: see :func:`letterbox`) -> optional intensity
 normalisation (histogram equalisation of the greyscale image, the same for every scanner's
 contrast and brightness) -> uint8 array (H, W, 3). The backbone's own ``preprocess_input``
 lives inside the saved model. The choices are recorded in the artifact's metadata, so an

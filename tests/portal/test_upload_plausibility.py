@@ -108,3 +108,12 @@ def test_the_limits_follow_the_settings(client_for, alice, clinic_a, vgg16_model
     assert reasons["small.jpg"] == ""
     assert "its longer side is 2.3 times its shorter side, a brain scan's at most 2 times" in reasons["wide.jpg"]
     assert "would need about" in reasons["large.jpg"] and "the limit is 12 MB" in reasons["large.jpg"]
+
+
+def test_the_upload_form_tells_the_smallest_accepted_image(client_for, alice, clinic_a, vgg16_model, settings):
+    from django.urls import reverse
+
+    settings.UPLOAD_MIN_SIDE_PX = 96
+    case = make_case(clinic_a, alice)
+    page = client_for(alice).get(reverse("cases:detail", kwargs={"case_id": case.pk})).content.decode()
+    assert "at least 96 pixels a side" in page

@@ -14,15 +14,13 @@ def get_engine():
     with _lock:
         if _engine is None:
             from ml.engine import InferenceEngine
-            from ml.intake import IntakeLimits
+
+            from classifier.intake import intake_limits
 
             _engine = InferenceEngine(
                 intra_op_threads=settings.TF_INTRA_OP_THREADS,
                 inter_op_threads=settings.TF_INTER_OP_THREADS,
-                limits=IntakeLimits(
-                    max_bytes=settings.UPLOAD_MAX_FILE_BYTES,
-                    max_pixels=settings.UPLOAD_MAX_PIXELS,
-                ),
+                limits=intake_limits(),
                 runtime=getattr(settings, "ML_RUNTIME", "keras"),
             )
         return _engine

@@ -54,10 +54,14 @@ def overlay_png(image: Image.Image, cam: np.ndarray, box: tuple[int, int, int, i
     W, H = image.size
     left, top, right, bottom = box
     cw, ch = right - left, bottom - top
-    # Model frame = the padded square of side `side` holding the crop centred.
-    heat_sq = Image.fromarray((cam * 255).astype(np.uint8), "L").resize((side, side), Image.BILINEAR)
+    # Model frame = the padded square of side `side` holding the crop centred. Only the crop's
+    # part of it is resampled (a box resize: the same pixels as resizing the map to the whole
+    # square and cutting the crop out, without a side x side image).
+    heat = Image.fromarray((cam * 255).astype(np.uint8), "L")
+    kx, ky = heat.width / side, heat.height / side
     ox, oy = (side - cw) // 2, (side - ch) // 2
-    heat_crop = heat_sq.crop((ox, oy, ox + cw, oy + ch))
+    heat_crop = heat.resize((cw, ch), Image.BILINEAR,
+                            box=(ox * kx, oy * ky, (ox + cw) * kx, (oy + ch) * ky), reducing_gap=None)
     full = Image.new("L", (W, H), 0)
     full.paste(heat_crop, (left, top))
     scale = min(1.0, MAX_OVERLAY_SIDE / max(W, H))

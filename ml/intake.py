@@ -3,8 +3,21 @@
 Only JPEG and PNG are accepted (sniffed from the bytes, never from a file name).
 Greyscale, palette, RGBA/LA, CMYK and 16-bit images are converted to 8-bit RGB;
 transparent pixels are composited onto black (the MRI background). The EXIF
-orientation tag is applied. Byte and pixel limits are checked before the pixel
-data is decoded, so decompression bombs are refused cheaply.
+orientation tag is applied.
+
+Checks, each with a plain reason (:class:`ImageRejected`), in the order a clinician's file
+meets them:
+
+* before any pixel is decoded (from the header alone): file size, pixel count, shape (the
+  longer side at most ``max_aspect`` times the shorter, each side at least ``min_side``) and
+  the memory that decoding and preparing the image would take (:func:`working_bytes`,
+  at most ``work_budget_bytes``) - so decompression bombs and thin strips cost nothing;
+* after decoding, on a small greyscale thumbnail (``content_checks``): blank or nearly
+  uniform images, and images that are almost entirely one shade (too little structure to
+  be a brain scan).
+
+The portal applies these limits at upload time; the worker applies the same ones again
+before it prepares an image (a second line of defence for files stored earlier).
 """
 from __future__ import annotations
 
@@ -15,7 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "decode_image", "sniff_format"]
+__all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "decode_image", "sniff_format", "working_bytes"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -34,8 +47,99 @@ class ImageRejected(Exception):
 
 @dataclass(frozen=True)
 class IntakeLimits:
+    """What an image may be. Defaults are the portal's; ``None`` switches a shape check off."""
+
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 50_000_000
+    # An MRI slice exported at any usable resolution is 128-1024 px a side (the shared set:
+    # 150-1920); under 64 px a 5 mm lesion in a 180 mm field of view is under 2 px.
+    min_side: int | None = 64
+    # Single slices are about square (the shared set: at most 1.79:1, a 16:9 screenshot);
+    # beyond 4:1 the brain would fill under a quarter of the model's input.
+    max_aspect: float | None = 4.0
+    # Peak memory that decoding + preparing one image may take (see working_bytes).
+    work_budget_bytes: int = 1024 * 1024 * 1024
+    # Blank / nearly uniform / structureless images (see _check_content).
+    content_checks: bool = True
+
+
+# Peak working memory of decode_image + ml.prepare, per pixel by decoded mode, measured with
+# bench/ml_image_memory.py (peak RSS above the process's baseline: 9-12 B/px for L and RGB,
+# 20 for RGBA, 11 for 16-bit; table in ml/README.md) and rounded up: the decoded image, its
+# RGB conversion (alpha images composite through RGBA, float images through float64),
+# then the grey copy the brain crop looks at, the crop and its local padding.
+_BYTES_PER_PIXEL = {"1": 12, "L": 12, "RGB": 12, "YCbCr": 12, "P": 24, "LA": 24, "PA": 24,
+                    "RGBA": 24, "CMYK": 16, "I;16": 16, "I;16B": 16, "I;16L": 16, "I;16N": 16,
+                    "I": 20, "F": 32}
+_DEFAULT_BYTES_PER_PIXEL = 32
+_FIXED_BYTES = 8 * 1024 * 1024  # allocator arenas, small buffers: measured 4-7 MB
+
+
+def working_bytes(width: int, height: int, mode: str, data_bytes: int = 0) -> int:
+    """Estimated peak memory (bytes) to decode and prepare a ``width`` x ``height`` image of
+    PIL ``mode`` whose file is ``data_bytes`` long: linear in its pixels, never in its long
+    side squared (``ml.prepare.letterbox`` pads to a square only up to 2:1)."""
+    per_pixel = _BYTES_PER_PIXEL.get(mode, _DEFAULT_BYTES_PER_PIXEL)
+    return int(width) * int(height) * per_pixel + int(data_bytes) + _FIXED_BYTES
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / (1024 * 1024):.0f} MB" if n >= 10 * 1024 * 1024 else f"{n / (1024 * 1024):.1f} MB"
+
+
+def _check_shape(width: int, height: int, mode: str, data_bytes: int, limits: IntakeLimits) -> None:
+    if width <= 0 or height <= 0:
+        raise ImageRejected("image has no pixels")
+    pixels = int(width) * int(height)
+    if pixels > limits.max_pixels:
+        raise ImageRejected(f"image is {pixels} pixels; the limit is {limits.max_pixels}")
+    long, short = max(width, height), min(width, height)
+    if limits.max_aspect is not None and long > limits.max_aspect * short:
+        ratio = long / short
+        raise ImageRejected(
+            f"image is {width} × {height} pixels: its longer side is {ratio:.{1 if ratio < 10 else 0}f} "
+            f"times its shorter side, a brain scan's at most {limits.max_aspect:g} times"
+        )
+    if limits.min_side is not None and short < limits.min_side:
+        raise ImageRejected(
+            f"image is {width} × {height} pixels, too small to hold a brain scan; "
+            f"each side needs at least {limits.min_side} pixels"
+        )
+    need = working_bytes(width, height, mode, data_bytes)
+    if need > limits.work_budget_bytes:
+        raise ImageRejected(
+            f"image of {width} × {height} pixels would need about {_megabytes(need)} of memory "
+            f"to process; the limit is {_megabytes(limits.work_budget_bytes)}"
+        )
+
+
+# Content checks run on a thumbnail of at most _THUMB_SIDE px a side (cheap for any size).
+# Thresholds leave wide margins on both sides: the 253 images of the shared set have a
+# grey-level spread of at least 30 and at least 26% of their pixels away from the dominant
+# shade; a blank or uniform file has a spread under 1-2 (JPEG noise), a dot or a line on a
+# blank page a few per cent at most.
+_THUMB_SIDE = 128
+_MIN_SPREAD = 4.0  # standard deviation of grey levels
+_MIN_STRUCTURE = 0.02  # fraction of pixels more than _SHADE_TOLERANCE from the dominant shade
+_SHADE_TOLERANCE = 8
+
+
+def _check_content(image: Image.Image) -> None:
+    factor = max(1, max(image.size) // _THUMB_SIDE)
+    small = image.reduce(factor) if factor > 1 else image
+    grey = np.asarray(small.convert("L"), dtype=np.float32)
+    if float(grey.std()) < _MIN_SPREAD:
+        mean = float(grey.mean())
+        what = "all black" if mean < 16 else "all white" if mean > 239 else "one uniform shade"
+        raise ImageRejected(f"image is blank ({what}); there is no scan in it")
+    counts = np.bincount(grey.astype(np.uint8).ravel(), minlength=256)
+    dominant = int(counts.argmax())
+    away = float((np.abs(grey - dominant) > _SHADE_TOLERANCE).mean())
+    if away < _MIN_STRUCTURE:
+        raise ImageRejected(
+            f"image is almost entirely one shade ({away:.1%} of it differs); "
+            "too little structure for a brain scan"
+        )
 
 
 @dataclass
@@ -59,10 +163,12 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     if mode == "RGB":
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        # 16-bit samples: scale the full 0..65535 range to 0..255.
-        arr = np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8)
-        return Image.fromarray(arr, mode="L").convert("RGB")
+        # 16-bit samples: scale the full 0..65535 range to 0..255, rounding to nearest
+        # (round(v / 257) == (v + 128) // 257 for integers), in integers: 4 bytes a pixel.
+        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
+        arr += 128
+        arr //= 257
+        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -104,11 +210,7 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(data), formats=[fmt])
             width, height = img.size
-            pixels = int(width) * int(height)
-            if width <= 0 or height <= 0:
-                raise ImageRejected("image has no pixels")
-            if pixels > limits.max_pixels:
-                raise ImageRejected(f"image is {pixels} pixels; the limit is {limits.max_pixels}")
+            _check_shape(width, height, img.mode, len(data), limits)
             img.load()
     except ImageRejected:
         raise
@@ -129,4 +231,6 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
         raise ImageRejected("unsupported image mode") from None
     if rgb.mode != "RGB":  # pragma: no cover - defensive
         raise ImageRejected("unsupported image mode")
+    if limits.content_checks:
+        _check_content(rgb)
     return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=fmt)

@@ -35,6 +35,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "axes",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "portal.accounts",
     "portal.audit",
     "portal.cases",
@@ -50,6 +53,9 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "portal.accounts.sessions.SessionLimitsMiddleware",
+    "django_otp.middleware.OTPMiddleware",
+    "portal.accounts.mfa.SecondFactorMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "axes.middleware.AxesMiddleware",
 ]
@@ -103,7 +109,10 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 # --- Auth -----------------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {
+        "NAME": "django.contrib.auth.password_validation.MinimumLengthValidator",
+        "OPTIONS": {"min_length": env_int("PASSWORD_MIN_LENGTH", 12, minimum=12)},
+    },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
@@ -111,13 +120,63 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "cases:list"
 LOGOUT_REDIRECT_URL = "login"
 
-# Login throttling (django-axes): a run of failures per account or per address locks it.
+# Login throttling (django-axes, counted by portal.accounts.throttle). Failures are counted
+# per (account, address): LOGIN_FAILURE_LIMIT of them lock that pair only, so one person's
+# typos (or an attacker) behind a clinic's shared address lock nobody else out. One address
+# trying many accounts locks at the much higher LOGIN_ADDRESS_FAILURE_LIMIT; one account
+# tried from many addresses locks at LOGIN_ACCOUNT_FAILURE_LIMIT for new devices only: a
+# browser that signed in to that account before (a signed cookie) still gets in.
+AXES_HANDLER = "portal.accounts.throttle.LoginThrottle"
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+LOGIN_ADDRESS_FAILURE_LIMIT = env_int("LOGIN_ADDRESS_FAILURE_LIMIT", 100, minimum=1)
+LOGIN_ACCOUNT_FAILURE_LIMIT = env_int("LOGIN_ACCOUNT_FAILURE_LIMIT", 20, minimum=1)
+LOGIN_KNOWN_DEVICE_DAYS = env_int("LOGIN_KNOWN_DEVICE_DAYS", 90, minimum=1)
 AXES_COOLOFF_TIME = env_int("LOGIN_COOLOFF_MINUTES", 15, minimum=1) / 60  # hours
-AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0, minimum=0)
+
+# Second factor (django-otp): TOTP apps plus single-use recovery codes. MFA_REQUIRED_FOR names
+# who must enrol: any of admin (clinic admins), superuser, staff; or all; or none. Everyone
+# else may enrol, and once enrolled must verify at every login.
+MFA_REQUIRED_FOR = {item.lower() for item in env_list("MFA_REQUIRED_FOR", ["admin", "superuser"])}
+if not MFA_REQUIRED_FOR <= {"admin", "superuser", "staff", "all", "none"}:
+    raise ImproperlyConfigured(
+        "MFA_REQUIRED_FOR must list admin, superuser, staff, or be all or none."
+    )
+MFA_ISSUER = env_str("MFA_ISSUER", "NeuroAI")
+MFA_RECOVERY_CODES = 10
+OTP_TOTP_ISSUER = MFA_ISSUER
+
+# Sessions: signed out after SESSION_IDLE_MINUTES without activity and SESSION_COOKIE_AGE
+# seconds after login at the latest; the cookie ends with the browser.
+SESSION_IDLE_MINUTES = env_int("SESSION_IDLE_MINUTES", 30, minimum=1)
+SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+
+# E-mail (password reset links). Without EMAIL_HOST, messages are written as files under
+# EMAIL_FILE_PATH (an operator relays them); EMAIL_BACKEND=console prints them instead.
+EMAIL_HOST = env_str("EMAIL_HOST", "")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+EMAIL_TIMEOUT = 20
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "NeuroAI <no-reply@localhost>")
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "outbox"))
+_EMAIL_BACKENDS = {
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "console": "django.core.mail.backends.console.EmailBackend",
+}
+_email_backend = env_str("EMAIL_BACKEND", "smtp" if EMAIL_HOST else "file").strip().lower()
+if _email_backend not in _EMAIL_BACKENDS:
+    raise ImproperlyConfigured("EMAIL_BACKEND must be smtp, file or console.")
+if _email_backend == "smtp" and not EMAIL_HOST:
+    raise ImproperlyConfigured("EMAIL_BACKEND=smtp needs EMAIL_HOST.")
+EMAIL_BACKEND = _EMAIL_BACKENDS[_email_backend]
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_MINUTES", 60, minimum=5) * 60
 
 # --- Internationalisation -------------------------------------------------------------
 LANGUAGE_CODE = "en-us"
@@ -168,6 +227,12 @@ PRIVATE_FILES_ACCEL_PREFIX = env_str("PRIVATE_FILES_ACCEL_PREFIX")
 UPLOAD_MAX_FILES = env_int("UPLOAD_MAX_FILES", 500, minimum=1)
 UPLOAD_MAX_FILE_BYTES = env_int("UPLOAD_MAX_FILE_MB", 20, minimum=1) * 1024 * 1024
 UPLOAD_MAX_PIXELS = env_int("UPLOAD_MAX_PIXELS", 50_000_000, minimum=1)
+# Shape of a plausible brain scan (ml.intake.IntakeLimits explains the defaults): the
+# shorter side at least UPLOAD_MIN_SIDE_PX, the longer at most UPLOAD_MAX_ASPECT_RATIO times it.
+UPLOAD_MIN_SIDE_PX = env_int("UPLOAD_MIN_SIDE_PX", 64, minimum=1)
+UPLOAD_MAX_ASPECT_RATIO = env_int("UPLOAD_MAX_ASPECT_RATIO", 4, minimum=1)
+# Peak memory that decoding and preparing one image may take, at upload and in the worker.
+IMAGE_WORK_BUDGET_BYTES = env_int("IMAGE_WORK_BUDGET_MB", 1024, minimum=16) * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields only
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary file
@@ -267,7 +332,6 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY", False) else None
 )
 SESSION_COOKIE_HTTPONLY = True
-SESSION_COOKIE_AGE = env_int("SESSION_COOKIE_AGE", 8 * 3600, minimum=60)
 X_FRAME_OPTIONS = "DENY"
 
 LOGGING = {

@@ -23,6 +23,12 @@ class AuditEvent(models.Model):
         JOB_REQUEUE = "job_requeue", "Job re-queued"
         JOB_CANCEL = "job_cancel", "Job cancelled"
         JOB_RERUN = "job_rerun", "Failed scans re-run"
+        MFA_ENROLLED = "mfa_enrolled", "Two-factor enrolled"
+        MFA_VERIFIED = "mfa_verified", "Two-factor verified"
+        MFA_FAILED = "mfa_failed", "Two-factor code refused"
+        MFA_RECOVERY_USED = "mfa_recovery_used", "Recovery code used"
+        PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
+        PASSWORD_RESET_DONE = "password_reset_done", "Password reset completed"
 
     actor = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"

@@ -85,7 +85,8 @@ class UploadForm(forms.Form):
         self.fields["models"].initial = list(active_versions)
         self.fields["files"].help_text = (
             f"Up to {settings.UPLOAD_MAX_FILES} JPEG or PNG files of at most "
-            f"{settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)} MB each, judged by their content."
+            f"{settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)} MB each, at least "
+            f"{settings.UPLOAD_MIN_SIDE_PX} pixels a side, judged by their content."
         )
 
     def clean_models(self):

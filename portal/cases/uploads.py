@@ -14,10 +14,10 @@ import logging
 import os
 from dataclasses import dataclass, field
 
-from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db import transaction
 
+from classifier.intake import intake_limits
 from classifier.jobs import NoActiveModel, create_prediction_jobs
 from classifier.models import ModelVersion
 from portal.cases.models import Batch, Case, Scan
@@ -44,14 +44,6 @@ class UploadResult:
     batch: Batch
     jobs: list = field(default_factory=list)
     missing_models: list = field(default_factory=list)
-
-
-def intake_limits():
-    from ml.intake import IntakeLimits
-
-    return IntakeLimits(
-        max_bytes=settings.UPLOAD_MAX_FILE_BYTES, max_pixels=settings.UPLOAD_MAX_PIXELS
-    )
 
 
 def display_name(upload):

@@ -5,7 +5,7 @@ import time
 from tests.fixtures.images import make_image_bytes
 
 
-def make_batch(clinic, user, n, *, ref="P-JOB", architectures=("vgg16",), size=(40, 40), bad=()):
+def make_batch(clinic, user, n, *, ref="P-JOB", architectures=("vgg16",), size=(64, 64), bad=()):
     """A case with one batch of ``n`` accepted scans and its queued jobs (through the real
     upload path). ``bad``: positions whose stored file is then made undecodable."""
     from django.core.files.uploadedfile import SimpleUploadedFile

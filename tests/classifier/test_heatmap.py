@@ -25,7 +25,7 @@ def test_heatmap_is_drawn_by_the_worker_then_served_privately(
 ):
     from classifier.models import Prediction
 
-    batch, jobs = make_batch(clinic_a, alice, 2, ref="P-HEAT", size=(80, 60))
+    batch, jobs = make_batch(clinic_a, alice, 2, ref="P-HEAT", size=(96, 72))
     wait_for_jobs(jobs, worker=celery_worker)
     prediction = Prediction.objects.filter(scan__batch=batch).first()
     url = reverse("cases:heatmap", kwargs={"prediction_id": prediction.public_id})

@@ -7,7 +7,7 @@ import csv
 
 import pytest
 
-from tests.fixtures.users import PASSWORD
+from tests.fixtures.users import PASSWORD, enrol_totp, totp_code
 from tests.portal.reviews_data import case_with_scans, model_version, predict
 
 pytestmark = pytest.mark.browser
@@ -30,7 +30,8 @@ def browser(playwright_browser):
     connections.close_all()
 
 
-def _login(browser, base, username):
+def _login(browser, base, username, device=None):
+    """Password, then the TOTP code of ``device`` where the user has one (clinic admins must)."""
     context = browser.new_context(accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(20_000)
@@ -38,6 +39,10 @@ def _login(browser, base, username):
     page.fill("#id_username", username)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
+    if device is not None:
+        page.wait_for_url(f"{base}/accounts/two-factor/?next=%2F")
+        page.fill("input[name=code]", totp_code(device))
+        page.click("#mfa-verify-form button[type=submit]")
     page.wait_for_url(f"{base}/")
     return context, page
 
@@ -102,7 +107,7 @@ def test_reviewer_works_through_the_queue(transactional_db, live_server, browser
     context.close()
 
     # --- the clinic admin: agreement, export, audit ---
-    context, page = _login(browser, base, "carol")
+    context, page = _login(browser, base, "carol", device=enrol_totp(carol))
     page.click("text=Agreement")
     row = page.locator("#agreement tbody tr").first
     cell = lambda cls: row.locator(f"td.{cls}").inner_text().strip()  # noqa: E731

@@ -16,7 +16,7 @@ GOOD = 18
 
 def files():
     good = [
-        {"name": f"mri-{i:02d}.jpg", "mimeType": "image/jpeg", "buffer": make_image_bytes(size=(56, 56), seed=i)}
+        {"name": f"mri-{i:02d}.jpg", "mimeType": "image/jpeg", "buffer": make_image_bytes(size=(72, 72), seed=i)}
         for i in range(GOOD)
     ]
     truncated = make_image_bytes(size=(64, 64), seed=500)
@@ -117,7 +117,7 @@ def test_files_dropped_on_the_drop_zone_are_sent(transactional_db, live_server, 
     page.fill('input[name="password"]', PASSWORD)
     page.click('button[type="submit"]')
     page.goto(f"/cases/{case.pk}/")
-    images = [list(make_image_bytes(size=(32, 32), seed=s)) for s in (1, 2, 3)]
+    images = [list(make_image_bytes(size=(64, 64), seed=s)) for s in (1, 2, 3)]
     drop = """([images, count]) => {
         const transfer = new DataTransfer();
         for (let i = 0; i < count; i++) {

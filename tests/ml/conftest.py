@@ -8,30 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.fixtures.images import brain_image
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-
-def brain_image(size=(120, 100), tumor=False, seed=0, mode="RGB") -> Image.Image:
-    """A dark background with a bright 'head' ellipse; a tumour is a bright blob inside it."""
-    rng = np.random.default_rng(seed)
-    w, h = size
-    yy, xx = np.mgrid[0:h, 0:w]
-    cx, cy = w / 2 + rng.uniform(-3, 3), h / 2 + rng.uniform(-3, 3)
-    rx, ry = w * rng.uniform(0.28, 0.36), h * rng.uniform(0.32, 0.4)
-    head = ((xx - cx) / rx) ** 2 + ((yy - cy) / ry) ** 2 <= 1
-    # Low-frequency random texture makes each generated scan distinct (for duplicate detection).
-    field = Image.fromarray(rng.uniform(0, 255, (5, 5)).astype(np.uint8), "L").resize((w, h), Image.BICUBIC)
-    texture = np.asarray(field, np.float64) - 128
-    arr = np.zeros((h, w), np.float64)
-    arr[head] = 110 + 0.6 * texture[head] + rng.normal(0, 8, head.sum())
-    if tumor:
-        tx, ty = cx + rng.uniform(-rx / 3, rx / 3), cy + rng.uniform(-ry / 3, ry / 3)
-        blob = ((xx - tx) ** 2 + (yy - ty) ** 2) <= (min(w, h) * 0.08) ** 2
-        arr[blob] = 245
-    arr = np.clip(arr, 0, 255).astype(np.uint8)
-    img = Image.fromarray(arr, "L")
-    return img.convert(mode) if mode != "L" else img
 
 
 def encode(img: Image.Image, fmt="PNG", **kw) -> bytes:

@@ -8,6 +8,9 @@ from PIL import Image
 
 from ml.intake import DecodedImage, ImageRejected, IntakeLimits, decode_image
 
+# The conversion tests use tiny or flat images; only the format is under test there.
+FORMAT_ONLY = IntakeLimits(min_side=None, max_aspect=None, content_checks=False)
+
 
 def test_rgb_jpeg_and_png(make_brain, enc):
     img = make_brain(mode="RGB")
@@ -30,7 +33,7 @@ def test_rgba_png_composited_on_black(enc):
     arr[..., :3] = 200
     arr[:, :6, 3] = 0      # transparent left half
     arr[:, 6:, 3] = 255
-    d = decode_image(enc(Image.fromarray(arr, "RGBA"), "PNG"))
+    d = decode_image(enc(Image.fromarray(arr, "RGBA"), "PNG"), FORMAT_ONLY)
     out = np.asarray(d.image)
     assert d.image.mode == "RGB"
     assert out[:, :6].max() == 0 and out[:, 6:].min() == 200
@@ -47,7 +50,7 @@ def test_palette_png_with_and_without_transparency(make_brain, enc):
 
 def test_la_png(enc):
     img = Image.new("LA", (8, 8), (180, 255))
-    assert np.asarray(decode_image(enc(img, "PNG")).image).min() == 180
+    assert np.asarray(decode_image(enc(img, "PNG"), FORMAT_ONLY).image).min() == 180
 
 
 def test_16bit_greyscale_png_scaled(enc):
@@ -55,7 +58,7 @@ def test_16bit_greyscale_png_scaled(enc):
     arr[:, :3] = 0
     img = Image.fromarray(arr)  # mode I;16
     assert img.mode.startswith("I;16")
-    d = decode_image(enc(img, "PNG"))
+    d = decode_image(enc(img, "PNG"), FORMAT_ONLY)
     out = np.asarray(d.image)
     assert d.image.mode == "RGB" and out.shape == (6, 7, 3)
     assert out[:, :3].max() == 0 and out[:, 3:].min() == 255
@@ -72,7 +75,7 @@ def test_exif_orientation_applied(enc):
     img.paste((0, 0, 255), (0, 0, 20, 20))  # left half blue
     exif = Image.Exif()
     exif[0x0112] = 6  # rotate 90 CW on display
-    d = decode_image(enc(img, "JPEG", exif=exif.tobytes(), quality=95))
+    d = decode_image(enc(img, "JPEG", exif=exif.tobytes(), quality=95), FORMAT_ONLY)
     assert d.image.size == (20, 40) and (d.width, d.height) == (20, 40)
     top = np.asarray(d.image)[2, 10]
     assert top[2] > 200 and top[0] < 60  # the blue half is now on top
@@ -140,3 +143,12 @@ def test_pixel_limit_custom(make_brain, enc):
 def test_non_bytes_rejected():
     with pytest.raises(ImageRejected, match="must be bytes"):
         decode_image("a string")  # type: ignore[arg-type]
+
+
+def test_16bit_samples_round_to_the_nearest_8bit_level(enc):
+    """Every 16-bit level maps to round(v / 257), as before the integer conversion."""
+    values = np.arange(65536, dtype=np.uint32)
+    arr = values.reshape(256, 256).astype(np.uint16)
+    d = decode_image(enc(Image.fromarray(arr), "PNG"), FORMAT_ONLY)
+    out = np.asarray(d.image)[..., 0].reshape(-1)
+    assert np.array_equal(out, np.rint(values / 257.0).astype(np.uint8))

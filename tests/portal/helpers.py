@@ -11,7 +11,7 @@ def make_case(clinic, user, ref="P-0001", **extra):
     return Case.objects.create(clinic=clinic, patient_ref=ref, created_by=user, **extra)
 
 
-def jpeg(name, seed=0, size=(40, 40), **kwargs):
+def jpeg(name, seed=0, size=(64, 64), **kwargs):
     return SimpleUploadedFile(name, make_image_bytes(size=size, seed=seed, **kwargs), "image/jpeg")
 
 

@@ -72,3 +72,13 @@ def test_worker_engine_uses_the_configured_runtime():
     result = manage("shell", "-c", code, **{**PRODUCTION_ENV, "ML_RUNTIME": "bf16"})
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("bf16")
+
+
+def test_worker_engine_judges_images_with_the_configured_intake_limits():
+    code = ("from classifier.engine import get_engine; import sys; l = get_engine().limits; "
+            "sys.stdout.write(f'{l.min_side} {l.max_aspect} {l.work_budget_bytes} {l.max_pixels}')")
+    env = {**PRODUCTION_ENV, "UPLOAD_MIN_SIDE_PX": "100", "UPLOAD_MAX_ASPECT_RATIO": "3",
+           "IMAGE_WORK_BUDGET_MB": "300", "UPLOAD_MAX_PIXELS": "9000000"}
+    result = manage("shell", "-c", code, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith(f"100 3.0 {300 * 1024 * 1024} 9000000")

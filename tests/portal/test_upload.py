@@ -39,7 +39,7 @@ def test_upload_judges_files_by_content_and_records_every_file(
     assert not scans["notes.jpg"].file
     for name in ("a.jpg", "b.jpeg", "looks-like.jpg"):
         scan = scans[name]
-        assert scan.width == 40 and scan.height == 40 and len(scan.sha256) == 64
+        assert scan.width == 64 and scan.height == 64 and len(scan.sha256) == 64
         # Stored under a path made from the content hash, never the client's name.
         ext = {"JPEG": "jpg", "PNG": "png"}[scan.format]
         assert scan.file.name == f"scans/{case.clinic_id}/{case.pk}/{scan.sha256}.{ext}"
@@ -111,14 +111,14 @@ def test_size_and_pixel_limits(client_for, alice, case, vgg16_model, settings):
     from django.core.files.uploadedfile import SimpleUploadedFile
     from PIL import Image
 
-    settings.UPLOAD_MAX_FILE_BYTES = 2000
-    settings.UPLOAD_MAX_PIXELS = 50 * 50
-    big_file = jpeg("noisy.png", seed=1, size=(48, 48), fmt="PNG")  # random noise: several KB
+    settings.UPLOAD_MAX_FILE_BYTES = 3000
+    settings.UPLOAD_MAX_PIXELS = 80 * 80
+    big_file = jpeg("noisy.png", seed=1, size=(64, 64), fmt="PNG")  # random noise: several KB
     plain = io.BytesIO()
-    Image.new("RGB", (60, 60), (30, 30, 30)).save(plain, format="PNG")
+    Image.new("RGB", (100, 100), (30, 30, 30)).save(plain, format="PNG")
     many_pixels = SimpleUploadedFile("wide.png", plain.getvalue(), "image/png")
-    small = jpeg("small.jpg", seed=3, size=(20, 20))
-    assert big_file.size > 2000 and many_pixels.size < 2000 and small.size < 2000
+    small = jpeg("small.jpg", seed=3, size=(64, 64))
+    assert big_file.size > 3000 and many_pixels.size < 3000 and small.size < 3000
     upload(client_for(alice), case, [big_file, many_pixels, small])
     reasons = dict(Scan.objects.values_list("original_name", "rejection_reason"))
     assert "the limit is" in reasons["noisy.png"]

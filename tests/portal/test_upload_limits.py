@@ -18,7 +18,7 @@ def test_a_batch_of_300_files_is_accepted_in_one_request(client_for, alice, clin
     from portal.cases.models import Batch
 
     case = make_case(clinic_a, alice)
-    files = [jpeg(f"scan-{i:03d}.jpg", seed=i, size=(16, 16)) for i in range(300)]
+    files = [jpeg(f"scan-{i:03d}.jpg", seed=i, size=(64, 64)) for i in range(300)]
     response = upload(client_for(alice), case, files)
     assert response.status_code == 302
     batch = Batch.objects.get()
@@ -32,13 +32,13 @@ def test_one_file_over_the_limit_is_refused_with_a_plain_message(client_for, ali
 
     settings.UPLOAD_MAX_FILES = settings.DATA_UPLOAD_MAX_NUMBER_FILES = 12
     case = make_case(clinic_a, alice)
-    response = upload(client_for(alice), case, [jpeg(f"s{i}.jpg", seed=i, size=(8, 8)) for i in range(13)])
+    response = upload(client_for(alice), case, [jpeg(f"s{i}.jpg", seed=i, size=(64, 64)) for i in range(13)])
     assert response.status_code == 400
     text = response.content.decode()
     assert "at most 12 files" in text and "Nothing was stored" in text
     assert not Batch.objects.exists()
     # Exactly at the limit is fine.
-    response = upload(client_for(alice), case, [jpeg(f"s{i}.jpg", seed=i, size=(8, 8)) for i in range(12)])
+    response = upload(client_for(alice), case, [jpeg(f"s{i}.jpg", seed=i, size=(64, 64)) for i in range(12)])
     assert response.status_code == 302 and Batch.objects.get().accepted_count == 12
 
 
@@ -47,7 +47,7 @@ def test_the_form_enforces_the_limit_too(client_for, alice, clinic_a, vgg16_mode
     settings.UPLOAD_MAX_FILES = 3
     settings.DATA_UPLOAD_MAX_NUMBER_FILES = 100
     case = make_case(clinic_a, alice)
-    response = upload(client_for(alice), case, [jpeg(f"s{i}.jpg", seed=i, size=(8, 8)) for i in range(4)])
+    response = upload(client_for(alice), case, [jpeg(f"s{i}.jpg", seed=i, size=(64, 64)) for i in range(4)])
     assert response.status_code == 400
     assert "one upload takes at most 3" in response.content.decode()
 

@@ -1,0 +1,63 @@
+"""Who must use a second factor, and the middleware that holds a half-signed-in user back.
+
+After the password, a user with a confirmed device must verify a code (TOTP or a recovery
+code) before reaching anything; a user whom MFA_REQUIRED_FOR covers and who has no device
+yet reaches only the enrolment page. Until then the only other pages open to them are
+logging out and the static files.
+"""
+
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.shortcuts import redirect
+from django.urls import reverse
+from django_otp import user_has_device
+
+from portal.accounts.models import Membership, Role
+
+
+def mfa_required(user):
+    """Whether MFA_REQUIRED_FOR covers ``user``: all, superuser, staff, admin (clinic admins)."""
+    wanted = settings.MFA_REQUIRED_FOR
+    if "all" in wanted:
+        return True
+    if "superuser" in wanted and user.is_superuser:
+        return True
+    if "staff" in wanted and user.is_staff:
+        return True
+    if "admin" in wanted:
+        return Membership.objects.filter(user=user, role=Role.ADMIN).exists()
+    return False
+
+
+def has_confirmed_device(user):
+    return user_has_device(user, confirmed=True)
+
+
+class SecondFactorMiddleware:
+    """Runs after django-otp's OTPMiddleware (which sets ``request.user.is_verified()``)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        user = request.user
+        if user.is_authenticated and not user.is_verified() and not self._always_open(request):
+            if has_confirmed_device(user):
+                return self._to("mfa_verify", request)
+            if mfa_required(user) and request.path != reverse("mfa_setup"):
+                return self._to("mfa_setup", request)
+        return self.get_response(request)
+
+    @staticmethod
+    def _always_open(request):
+        path = request.path
+        open_paths = (reverse("logout"), reverse("mfa_verify"), reverse("healthz"))
+        return path in open_paths or path.startswith(settings.STATIC_URL)
+
+    @staticmethod
+    def _to(name, request):
+        url = reverse(name)
+        if request.method == "GET" and request.path != url:
+            url += "?" + urlencode({"next": request.get_full_path()})
+        return redirect(url)

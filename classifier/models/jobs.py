@@ -97,6 +97,24 @@ class Job(models.Model):
         return round(100 * (self.done + self.failed) / self.total)
 
     @property
+    def seconds_left(self):
+        """Seconds to finish at the pace so far (None until the pace is known)."""
+        processed = self.done + self.failed
+        if self.status != JobStatus.RUNNING or not self.started_at or not processed:
+            return None
+        elapsed = (timezone.now() - self.started_at).total_seconds()
+        return max(0, round(elapsed / processed * (self.total - processed)))
+
+    @property
+    def time_left_display(self):
+        seconds = self.seconds_left
+        if seconds is None:
+            return ""
+        if seconds < 60:
+            return "less than a minute left"
+        return f"about {round(seconds / 60)} min left"
+
+    @property
     def is_waiting(self):
         return self.status == JobStatus.QUEUED
 

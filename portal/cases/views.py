@@ -170,6 +170,8 @@ def _job_json(job):
         "finished": job.is_finished,
         "attempt": job.attempt,
         "waiting": job.is_waiting,
+        "seconds_left": job.seconds_left,
+        "time_left": job.time_left_display,
         "error": job.user_error,
         "started_at": job.started_at.isoformat() if job.started_at else None,
         "finished_at": job.finished_at.isoformat() if job.finished_at else None,

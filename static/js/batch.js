@@ -23,6 +23,8 @@
     box.querySelector(".job-failed").textContent =
       job.failed ? ", " + job.failed + " could not be analysed" : "";
     box.querySelector(".job-error").textContent = job.error || "";
+    var eta = box.querySelector(".job-eta");
+    if (eta) { eta.textContent = job.time_left ? " · " + job.time_left : ""; }
     return true;
   }
 

@@ -32,6 +32,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from classifier import claims
 from classifier.models import ChunkStatus, JobStatus, Prediction, PredictionChunk, PredictionJob
 
 log = logging.getLogger(__name__)
@@ -111,30 +112,25 @@ def claim(chunk_id, task_id, worker=""):
     A running chunk is carried on only by the message that holds it: the same message
     delivered again after its worker died. A duplicated message skips it.
     """
-    task_id = task_id or ""
     with transaction.atomic():
-        chunk = (
-            PredictionChunk.objects.select_for_update().select_related("job").filter(pk=chunk_id).first()
-        )
+        chunk, how = claims.claim(PredictionChunk, chunk_id, task_id, select_related=["job"])
         if chunk is None:
             log.warning("prediction chunk %s does not exist", chunk_id)
             return None
         if chunk.job.status != JobStatus.RUNNING or chunk.round != chunk.job.round:
             _close(chunk)
             return None
-        if chunk.status == ChunkStatus.QUEUED:
-            chunk.status, chunk.worker_task_id, redelivered = ChunkStatus.RUNNING, task_id, False
-        elif chunk.status == ChunkStatus.RUNNING and chunk.worker_task_id == task_id:
-            redelivered = True  # the message that holds it, delivered again: its worker died
-        else:
+        if how is None:
             log.info("chunk %s is %s (held by %s); skipping", chunk_id, chunk.status, chunk.worker_task_id)
             return None
+        chunk.status = ChunkStatus.RUNNING
         chunk.attempt += 1
         chunk.worker, chunk.heartbeat_at = worker, timezone.now()
         chunk.save(update_fields=["status", "worker_task_id", "attempt", "worker", "heartbeat_at"])
         blamed = absorb_in_flight(chunk)  # scans in flight when a worker died become suspects
-        if redelivered and not blamed and not count_interruption(chunk, f"task {task_id} delivered again"):
-            return None
+        if how == claims.REDELIVERED and not blamed:
+            if not count_interruption(chunk, f"task {task_id} delivered again"):
+                return None
         return chunk
 
 

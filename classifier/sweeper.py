@@ -9,6 +9,8 @@
   harmless (the first to claim the work wins, the other skips it).
 - A **running job** whose chunks are all done but which was not finished (its last worker died
   in between) is finished.
+- A **running training run** whose heartbeat stopped lost its worker; training does not resume,
+  so the run is failed with a message (the admin starts a new one).
 """
 
 import logging
@@ -19,7 +21,7 @@ from django.db import transaction
 from django.db.models import Exists, OuterRef, Q
 from django.utils import timezone
 
-from classifier.models import ChunkStatus, JobStatus, PredictionChunk, PredictionJob
+from classifier.models import ChunkStatus, JobStatus, PredictionChunk, PredictionJob, TrainingRun
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ def sweep():
         swept += sum(_resend_lost_chunk(pk, cutoff) for pk in waiting_chunks)
         swept += sum(_resend_lost_job(pk, cutoff) for pk in waiting_jobs)
     swept += _finish_orphans()
+    swept += _fail_lost_training(dead)
     return swept
 
 
@@ -114,6 +117,27 @@ def _finish_orphans():
         if maybe_finish(job_id).is_finished:
             finished += 1
     return finished
+
+
+def _fail_lost_training(dead):
+    from classifier.training import fail_lost_run
+
+    failed = 0
+    lost = TrainingRun.objects.filter(status=JobStatus.RUNNING).filter(
+        Q(heartbeat_at__lt=dead) | Q(heartbeat_at__isnull=True, progress_at__lt=dead)
+    )
+    for run_id in lost.values_list("pk", flat=True):
+        with transaction.atomic():
+            run = TrainingRun.objects.select_for_update(skip_locked=True).filter(
+                Q(heartbeat_at__lt=dead) | Q(heartbeat_at__isnull=True, progress_at__lt=dead),
+                pk=run_id, status=JobStatus.RUNNING,
+            ).first()
+            if run is not None:
+                log.warning("training run %s lost its worker; failing it", run.pk)
+                fail_lost_run(run, f"No heartbeat since {run.heartbeat_at or run.progress_at:%H:%M:%S} "
+                              f"(task {run.worker_task_id or '-'}).")
+                failed += 1
+    return failed
 
 
 def inference_queue_is_empty():

@@ -59,7 +59,7 @@ def run_training(self, run_id):
     """Train a new (inactive) model version from reviewed scans; see classifier/training.py."""
     from classifier.training import execute
 
-    run = execute(run_id, self.request.id)
+    run = execute(run_id, self.request.id, worker=_worker_name(self))
     return run.status if run is not None else None
 
 

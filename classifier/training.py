@@ -19,6 +19,8 @@ from django.db import transaction
 from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
+from classifier import claims
+from classifier.heartbeat import heartbeat
 from classifier.models import JobStatus, Label, Review, TrainingRun
 
 log = logging.getLogger(__name__)
@@ -96,7 +98,7 @@ def enqueue_training(run):
 # --- The worker side ------------------------------------------------------------------
 
 
-def _claim(run_id, task_id):
+def _claim(run_id, task_id, worker=""):
     """Lock the run and move it to running; None when it is not ours to run.
 
     Training is not resumable. The same message delivered again for a running run means
@@ -104,25 +106,29 @@ def _claim(run_id, task_id):
     that a run that kills its worker (out of memory, say) cannot loop. Another message for
     a running run (a duplicate) does nothing.
     """
-    task_id = task_id or ""
     with transaction.atomic():
-        run = TrainingRun.objects.select_for_update().filter(pk=run_id).first()
+        run, how = claims.claim(TrainingRun, run_id, task_id)
         if run is None:
             log.warning("training run %s does not exist", run_id)
             return None
-        if run.status == JobStatus.QUEUED:
-            run.worker_task_id = task_id
-            run.save(update_fields=["worker_task_id"])
+        if how == claims.NEW:
+            run.worker, run.heartbeat_at = worker, timezone.now()
+            run.save(update_fields=["worker_task_id", "worker", "heartbeat_at"])
             run.set_status(JobStatus.RUNNING)
             return run
-        if run.status == JobStatus.RUNNING and task_id and run.worker_task_id == task_id:
-            run.set_status(
-                JobStatus.FAILED,
-                user_error="The worker stopped during training (out of memory or restarted); "
-                "start a new run.",
-                admin_error=f"Task {task_id} was delivered again while the run was running.",
-            )
+        if how == claims.REDELIVERED:
+            fail_lost_run(run, f"Task {task_id} was delivered again while the run was running.")
         return None
+
+
+def fail_lost_run(run, admin_error):
+    """A locked running run whose worker died: training is not resumable, so it fails (a run
+    that kills its worker, out of memory say, must not loop)."""
+    run.set_status(
+        JobStatus.FAILED,
+        user_error="The worker stopped during training (out of memory or restarted); start a new run.",
+        admin_error=admin_error,
+    )
 
 
 def _append_log(run, line):
@@ -156,11 +162,16 @@ def export_dataset(run, folder):
     return folder / "labels.csv", counts
 
 
-def execute(run_id, task_id=None):
+def execute(run_id, task_id=None, worker=""):
     """Run one training run to the end; returns the run (or None when not ours)."""
-    run = _claim(run_id, task_id)
+    run = _claim(run_id, task_id, worker)
     if run is None:
         return None
+    with heartbeat(TrainingRun, run.pk, task_id):
+        return _train(run, run_id)
+
+
+def _train(run, run_id):
     workdir = Path(tempfile.mkdtemp(prefix=f"training-{run.pk}-"))
     try:
         csv_path, counts = export_dataset(run, workdir / "data")

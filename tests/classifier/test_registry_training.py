@@ -99,3 +99,24 @@ def test_a_redelivered_training_message_fails_the_run_instead_of_looping(db, roo
     assert _claim(run.pk, "task-1") is None  # redelivered after the worker died
     run.refresh_from_db()
     assert run.status == JobStatus.FAILED and "worker stopped during training" in run.user_error
+
+
+def test_a_training_run_whose_worker_stopped_beating_is_failed_by_the_sweeper(db, root, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import JobStatus, TrainingRun
+    from classifier.sweeper import sweep
+    from classifier.training import _claim
+
+    run = TrainingRun.objects.create(architecture="vgg16", requested_by=root, options=TINY)
+    _claim(run.pk, "task-1")
+    assert sweep() == 0  # beating
+    TrainingRun.objects.filter(pk=run.pk).update(
+        heartbeat_at=timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS + 1)
+    )
+    assert sweep() == 1
+    run.refresh_from_db()
+    assert run.status == JobStatus.FAILED and "worker stopped during training" in run.user_error
+    assert "No heartbeat since" in run.admin_error

@@ -225,6 +225,8 @@ def _save(job, task_id, scans, results):
                 defaults={
                     "job": job, "round": job.round, "probability": result.probability,
                     "label": result.label or "", "threshold": version.threshold,
+                    "ood_score": getattr(result, "ood_score", None),
+                    "assessed": getattr(result, "assessed", True),
                 },
             )
         PredictionJob.objects.filter(pk=job.pk, worker_task_id=task_id or "").update(in_flight=[])

@@ -34,8 +34,6 @@ COLUMNS = [
     ("probability_tumor", "probability"),
     ("threshold", "threshold"),
     ("predicted_label", "label"),
-    ("assessed", "assessed"),
-    ("ood_score", "ood_score"),
     ("prediction_error", "error"),
     ("predicted_at", "created_at"),
     ("review_id", "reviews__id"),
@@ -44,6 +42,9 @@ COLUMNS = [
     ("reviewed_label", "reviews__label"),
     ("review_note", "reviews__note"),
     ("reviewed_at", "reviews__created_at"),
+    # Added last, so that existing spreadsheets keep their column positions.
+    ("assessed", "assessed"),
+    ("ood_score", "ood_score"),
 ]
 HEADER = [name for name, _ in COLUMNS]
 FIELDS = [field for _, field in COLUMNS]

@@ -216,7 +216,7 @@ def build_card(meta: dict, *, min_auc: float = 0.85, min_accuracy: float = 0.80)
     if bb["imagenet"] is not True:
         limits.append("The backbone was not trained on ImageNet, so its features may transfer less well than "
                       "those of a standard ImageNet backbone.")
-    sections.append({"id": "limits", "title": "Known limits", "items": limits})
+    sections.append({"id": "limits", "title": "Known limits", "bullets": limits})
     shortfalls = gate_shortfalls(meta, min_auc, min_accuracy)
     return {"title": f"{arch} model card", "warnings": warnings, "sections": sections, "shortfalls": shortfalls,
             "floors": {"auc": min_auc, "accuracy": min_accuracy}, "headline": headline_metrics(meta)}

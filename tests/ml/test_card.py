@@ -54,7 +54,7 @@ def test_a_backbone_that_is_not_imagenet_is_said_plainly():
     card = build_card(OLD)
     assert rows(card, "model")["Backbone ImageNet-trained"] == "no"
     assert any("not ImageNet-trained" in w for w in card["warnings"])
-    assert any("not trained on ImageNet" in item for item in section(card, "limits")["items"])
+    assert any("not trained on ImageNet" in item for item in section(card, "limits")["bullets"])
     assert build_card(NEW)["warnings"] == []
 
 
@@ -68,7 +68,7 @@ def test_new_metadata_fills_cv_intervals_calibration_robustness_and_gate_rates()
     assert rows(card, "ood")["Held-out brain MRI slices assessed"] == "98.0 %"
     assert rows(card, "ood")["Other images refused (not assessed)"] == "95.0 %"
     assert rows(card, "data")["Source"] == "brain-mri-navoneel"
-    limits = section(card, "limits")["items"]
+    limits = section(card, "limits")["bullets"]
     assert "Trained on 253 images from one public source; expect lower accuracy on other scanners and sequences." in limits
 
 

@@ -44,6 +44,7 @@ def test_any_clinic_member_reads_the_card(shipped_like, client_for, alice, mallo
     assert "Grouped cross-validation: not recorded." in page  # older metadata: no CV block
     assert "Out-of-distribution gate: not recorded." in page
     assert "ROC AUC" in page and "0.881" in page  # its validation figures
+    assert "&#x27;id&#x27;" not in page and "('id'," not in page  # sections render as text, never as reprs
 
 
 def test_the_card_needs_login_and_a_clinic(shipped_like, django_user_model):

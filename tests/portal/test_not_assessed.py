@@ -69,6 +69,15 @@ def test_it_stays_in_the_review_queue_and_the_reviewer_gives_the_label(results, 
     assert (review.verdict, review.label) == ("corrected", "tumor")
 
 
+def test_agreement_leaves_out_reviews_of_unassessed_predictions(results, bob, carol, client_for):
+    from classifier.models import Review
+
+    for prediction, verdict, label in ((results.assessed, "confirmed", "no_tumor"), (results.unassessed, "corrected", "tumor")):
+        Review.objects.create(prediction=prediction, scan=prediction.scan, reviewer=bob, verdict=verdict, label=label)
+    page = text(client_for(carol).get(reverse("reviews:agreement")))
+    assert '<td class="n">1</td>' in page and '<td class="confirmed">1</td>' in page
+
+
 def test_export_says_not_assessed_rather_than_an_empty_label(results, client_for, alice):
     response = client_for(alice).get(reverse("reviews:export_case", args=[results.case.pk]))
     rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))

@@ -39,10 +39,11 @@ def test_install_registers_and_activates_the_shipped_vgg16_once(capsys):
     assert f"vgg16: {SHIPPED_NAME} already registered" in capsys.readouterr().out
 
 
-def test_install_never_displaces_an_active_version(register_tiny_model, settings):
+def test_install_never_displaces_an_active_version():
     from classifier.models import ModelVersion
+    from tests.portal.reviews_data import model_version
 
-    mine = register_tiny_model("vgg16", version="clinic-own")
+    mine = model_version("vgg16", "clinic-own")  # active; its files do not matter here
     call_command("install_shipped_models")
     mine.refresh_from_db()
     assert mine.is_active

@@ -57,6 +57,22 @@ class ImportArtifactForm(forms.Form):
     )
     version = forms.CharField(max_length=40, required=False, help_text="Default: from metadata, else a timestamp.")
     activate = forms.BooleanField(required=False, help_text="Make it the active version now (new jobs only).")
+    override_reason = forms.CharField(
+        required=False,
+        max_length=2000,
+        widget=forms.Textarea(attrs={"rows": 2, "cols": 60}),
+        help_text="Only if its metrics are below the activation floors and you activate it anyway: why (audited).",
+    )
+
+
+class OverrideForm(forms.Form):
+    override_reason = forms.CharField(
+        label="Reason for activating anyway",
+        widget=forms.Textarea(attrs={"rows": 3, "cols": 60}),
+        min_length=10,
+        max_length=2000,
+        help_text="Kept in the audit trail and shown on the model card.",
+    )
 
 
 @admin.register(ModelVersion)
@@ -68,10 +84,16 @@ class ModelVersionAdmin(admin.ModelAdmin):
     actions = ["activate_selected"]
     readonly_fields = [
         "architecture", "version", "artifact_path", "artifact_sha256", "threshold", "is_active",
-        "imported_by", "created_at", "activated_at", "metrics_table", "plots", "metadata_json",
+        "imported_by", "created_at", "activated_at", "activation_floors", "override_reason", "override_by",
+        "override_at", "model_card", "metrics_table", "plots", "metadata_json",
     ]
     fields = readonly_fields
     change_list_template = "admin/classifier/modelversion/change_list.html"
+
+    def changelist_view(self, request, extra_context=None):
+        from classifier.shipped import status
+
+        return super().changelist_view(request, {**(extra_context or {}), "shipped_status": status()})
 
     def has_add_permission(self, request):
         return False  # versions come only from the import form or manage.py import_model
@@ -86,6 +108,17 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def auc(self, obj):
         value = (obj.metrics or {}).get("auc") or (obj.metrics or {}).get("roc_auc")
         return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+
+    @admin.display(description="Activation floors")
+    def activation_floors(self, obj):
+        shortfalls = obj.gate_shortfalls()
+        if not shortfalls:
+            return "Clears the floors."
+        return format_html_join("", "<div class=\"errornote\">{}</div>", ((s,) for s in shortfalls))
+
+    @admin.display(description="Model card")
+    def model_card(self, obj):
+        return format_html('<a href="{}">Model card</a>', reverse("model_card", args=[obj.pk]))
 
     @admin.display(description="Metrics")
     def metrics_table(self, obj):
@@ -137,6 +170,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
                     activate=form.cleaned_data["activate"],
                     version=form.cleaned_data["version"] or None,
                     request=request,
+                    override_reason=form.cleaned_data["override_reason"],
                 )
             except RegistryError as exc:
                 form.add_error("path", str(exc))
@@ -169,15 +203,36 @@ class ModelVersionAdmin(admin.ModelAdmin):
     @admin.action(description="Activate the selected version (new jobs only)")
     def activate_selected(self, request, queryset):
         _require_superuser(request)
-        from classifier.registry import activate_version
+        from classifier.registry import ActivationRefused, activate_version
 
         chosen = list(queryset)
         if len({v.architecture for v in chosen}) != len(chosen):
             self.message_user(request, "Choose at most one version per architecture.", messages.ERROR)
-            return
+            return None
+        below = [(v, v.gate_shortfalls()) for v in chosen if v.gate_shortfalls()]
+        form = OverrideForm(request.POST if "confirm_override" in request.POST else None)
+        if below and not form.is_valid():
+            # An intermediate page: the floors each version misses, and a reason to type.
+            context = {
+                **self.admin_site.each_context(request),
+                "opts": self.model._meta,
+                "title": "Activate below the floors?",
+                "below": below,
+                "chosen": chosen,
+                "form": form,
+                "floors": {"auc": settings.MODEL_MIN_AUC, "accuracy": settings.MODEL_MIN_ACCURACY},
+                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+            }
+            return TemplateResponse(request, "admin/classifier/modelversion/activate_override.html", context)
+        reason = form.cleaned_data["override_reason"] if below else ""
         for version in chosen:
-            activate_version(version, user=request.user, request=request)
+            try:
+                activate_version(version, user=request.user, request=request, override_reason=reason)
+            except ActivationRefused as exc:
+                self.message_user(request, str(exc), messages.ERROR)
+                continue
             self.message_user(request, f"{version} is now active; running and earlier jobs keep their version.", messages.SUCCESS)
+        return None
 
 
 # --- Jobs -----------------------------------------------------------------------------

@@ -293,6 +293,8 @@ def _save(chunk, scans, results):
                 defaults={
                     "job": job, "round": job.round, "probability": result.probability,
                     "label": result.label or "", "threshold": version.threshold,
+                    "ood_score": getattr(result, "ood_score", None),
+                    "assessed": getattr(result, "assessed", True),
                 },
             )
         PredictionChunk.objects.filter(pk=chunk.pk).update(in_flight=[])

@@ -28,6 +28,10 @@ class RegistryError(Exception):
     """The artifact cannot be imported; str() is the reason, fit to show to an admin."""
 
 
+class ActivationRefused(RegistryError):
+    """The version is below the activation floors and no permitted override was given."""
+
+
 def _sha256(path):
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -55,10 +59,12 @@ def _version_name(metadata, version):
     return name
 
 
-def import_artifact(path, user=None, activate=False, version=None, request=None):
+def import_artifact(path, user=None, activate=False, version=None, request=None, override_reason=""):
     """Validate the artifact at ``path``, copy it to MODEL_ROOT/<arch>/<version>/, register
     a ModelVersion (inactive unless ``activate``) and audit the import. Raises
-    RegistryError with the reason when the artifact is invalid or the version exists."""
+    RegistryError with the reason when the artifact is invalid or the version exists, and
+    ActivationRefused (nothing imported) when ``activate`` is asked for a version below the
+    floors without a permitted ``override_reason``."""
     source = Path(path)
     metadata = _read_metadata(source)
     source = Path(metadata.pop("path"))
@@ -66,6 +72,9 @@ def import_artifact(path, user=None, activate=False, version=None, request=None)
     name = _version_name(metadata, version)
     if ModelVersion.objects.filter(architecture=architecture, version=name).exists():
         raise RegistryError(f"{architecture} version {name!r} is already registered.")
+    if activate:
+        _check_gate(f"{architecture} version {name!r}", ModelVersion(metadata=metadata).gate_shortfalls(),
+                    user, override_reason)
     relative = Path(architecture) / name
     target = Path(settings.MODEL_ROOT) / relative
     if target.exists():
@@ -96,7 +105,7 @@ def import_artifact(path, user=None, activate=False, version=None, request=None)
             )
             _audit(request, user, "model_import", model_version, source=str(source))
             if activate:
-                activate_version(model_version, user=user, request=request)
+                activate_version(model_version, user=user, request=request, override_reason=override_reason)
     except IntegrityError as exc:
         shutil.rmtree(target, ignore_errors=True)
         raise RegistryError(f"{architecture} version {name!r} is already registered.") from exc
@@ -106,18 +115,45 @@ def import_artifact(path, user=None, activate=False, version=None, request=None)
     return model_version
 
 
-def activate_version(model_version, user=None, request=None):
+def _check_gate(what, shortfalls, user, override_reason):
+    """Refuse unless the version clears the floors, or a superuser gives a reason.
+
+    ``user`` None is the operator of a management command (shell access to the server)."""
+    if not shortfalls:
+        return ""
+    reason = (override_reason or "").strip()
+    floors = f"{what} is below the activation floors: {'; '.join(shortfalls)}."
+    if user is not None and not (user.is_active and user.is_superuser):
+        raise ActivationRefused(f"{floors} Only a superuser can activate it, with a reason.")
+    if not reason:
+        raise ActivationRefused(f"{floors} Activating it anyway needs a written reason (kept in the audit trail).")
+    return reason
+
+
+def activate_version(model_version, user=None, request=None, override_reason=""):
     """Make ``model_version`` the active one of its architecture. Jobs already created keep
-    the version they were created with; only new jobs pick this one."""
+    the version they were created with; only new jobs pick this one.
+
+    A version below MODEL_MIN_AUC / MODEL_MIN_ACCURACY (missing metrics count as below) is
+    activated only with ``override_reason`` from a superuser; the reason is audited and kept
+    on the version, whose model card then carries a warning. Raises ActivationRefused."""
+    shortfalls = model_version.gate_shortfalls()
+    reason = _check_gate(str(model_version), shortfalls, user, override_reason)
     previous = ModelVersion.active(model_version.architecture)
     with transaction.atomic():
         model_version.activate()
+        if reason:
+            model_version.override_reason = reason
+            model_version.override_by = user if user is not None and user.is_authenticated else None
+            model_version.override_at = timezone.now()
+            model_version.save(update_fields=["override_reason", "override_by", "override_at"])
         _audit(
             request,
             user,
             "model_activate",
             model_version,
             previous=str(previous) if previous and previous.pk != model_version.pk else None,
+            **({"override_reason": reason, "below_floors": shortfalls} if reason else {}),
         )
     return model_version
 

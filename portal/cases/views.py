@@ -22,7 +22,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from classifier.jobs import RERUNNABLE, rerun_failed
 from classifier.models import Prediction
-from portal.accounts.access import CAN_UPLOAD, clinics_where, has_role, require_role
+from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role, require_role
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
 from portal.cases import access
@@ -106,6 +106,7 @@ def _render_case(request, case, upload_form, status=200):
         "batches": batches[:20],
         "upload_form": upload_form,
         "can_upload": has_role(request.user, case.clinic, CAN_UPLOAD),
+        "can_review": has_role(request.user, case.clinic, CAN_REVIEW),
         "max_files": settings.UPLOAD_MAX_FILES,
         "max_file_mb": settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024),
     }
@@ -211,6 +212,7 @@ def batch_detail(request, batch_id):
         "failed_rows": [row for row in rows if any(cell and cell.error for cell in row["cells"])],
         "can_rerun": has_role(request.user, batch.case.clinic, CAN_UPLOAD)
         and any(job.status in RERUNNABLE and job.failed for job in jobs),
+        "can_review": has_role(request.user, batch.case.clinic, CAN_REVIEW),
     }
     return render(request, "cases/batch_detail.html", context)
 

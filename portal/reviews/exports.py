@@ -12,7 +12,7 @@ from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
-from classifier.models import Prediction
+from classifier.models import NOT_ASSESSED_TEXT, Prediction
 from portal.accounts.access import CAN_ADMINISTER, CAN_UPLOAD
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
@@ -42,6 +42,9 @@ COLUMNS = [
     ("reviewed_label", "reviews__label"),
     ("review_note", "reviews__note"),
     ("reviewed_at", "reviews__created_at"),
+    # Added last, so that existing spreadsheets keep their column positions.
+    ("assessed", "assessed"),
+    ("ood_score", "ood_score"),
 ]
 HEADER = [name for name, _ in COLUMNS]
 FIELDS = [field for _, field in COLUMNS]
@@ -72,10 +75,17 @@ class _Echo:
         return value
 
 
+_LABEL = HEADER.index("predicted_label")
+_ASSESSED = HEADER.index("assessed")
+
+
 def stream_rows(queryset):
     writer = csv.writer(_Echo())
     yield writer.writerow(HEADER)
     for row in queryset.iterator(chunk_size=CHUNK_SIZE):
+        row = list(row)
+        if row[_ASSESSED] is False:  # never an empty label that reads like "no finding"
+            row[_LABEL] = NOT_ASSESSED_TEXT
         yield writer.writerow([cell(value) for value in row])
 
 

@@ -49,6 +49,11 @@ class ReviewForm(forms.Form):
         data = super().clean()
         verdict = data.get("verdict")
         predicted = self.prediction.label
+        if not predicted:  # not assessed: the model gave no label, the reviewer gives it
+            if not data.get("label"):
+                self.add_error("label", "The model did not assess this image: choose the correct label.")
+            data["verdict"] = Review.Verdict.CORRECTED
+            return data
         if verdict == Review.Verdict.CONFIRMED:
             data["label"] = predicted
         elif verdict == Review.Verdict.CORRECTED:

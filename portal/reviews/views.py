@@ -208,10 +208,11 @@ def _ratio(numerator, denominator):
 
 
 def agreement_rows(clinics):
-    """Per model version, over every review of its predictions in ``clinics``."""
+    """Per model version, over every review of its assessed predictions in ``clinics`` (a
+    not-assessed prediction has no label to agree with)."""
     tumor, no_tumor = Label.TUMOR, Label.NO_TUMOR
     counts = (
-        Review.objects.filter(prediction__scan__case__clinic__in=clinics)
+        Review.objects.filter(prediction__scan__case__clinic__in=clinics, prediction__assessed=True)
         .values("prediction__model_version")
         .annotate(
             n=Count("id"),

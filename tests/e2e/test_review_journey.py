@@ -73,7 +73,7 @@ def test_reviewer_works_through_the_queue(transactional_db, live_server, browser
         reviewed_order.append(public_id)
         # wait until the browser has finished with the image (loaded or failed), then check it loaded
         page.wait_for_function("document.querySelector('img.scan-large').complete")
-        assert page.evaluate("document.querySelector('img.scan-large').naturalWidth") == 48
+        assert page.evaluate("document.querySelector('img.scan-large').naturalWidth") == scans[0].width
         prediction = next(p for p in predictions if str(p.public_id) == public_id)
         if truth[public_id] == prediction.label:
             page.check("input[name=verdict][value=confirmed]")

@@ -49,8 +49,8 @@ def case_with_scans(clinic, user, n, patient_ref=None):
             sha256=hashlib.sha256(data).hexdigest(),
             size_bytes=len(data),
             format="JPEG",
-            width=48,
-            height=48,
+            width=64,  # make_image_bytes' default size
+            height=64,
         )
         scan.file.save("upload.jpg", ContentFile(data), save=False)
         scan.save()

@@ -15,7 +15,7 @@ LIBRARY_VARIABLES = {"KERAS_HOME"}
 
 def settings_variables():
     source = (BASE_DIR / "portal" / "settings.py").read_text()
-    return set(re.findall(r'env_(?:str|bool|int|list|url|choice)\(\s*"([A-Z0-9_]+)"', source))
+    return set(re.findall(r'env_(?:str|bool|int|float|list|url|choice)\(\s*"([A-Z0-9_]+)"', source))
 
 
 def app_services():
@@ -54,7 +54,8 @@ def test_services_run_the_programs_the_project_defines():
     assert "portal.wsgi:application" in services["web"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "portal", "worker"]
     assert "inference,default" in services["worker"]["command"]
-    assert services["migrate"]["command"][-2:] == ["migrate", "--noinput"]
+    migrate_step = " ".join(services["migrate"]["command"])
+    assert "manage.py migrate --noinput && python manage.py install_shipped_models" in migrate_step
     for name in ("postgres", "redis", "web", "worker"):
         assert "healthcheck" in services[name], name
 

@@ -28,11 +28,12 @@ def _expected(predictions):
                 str(p.scan_id), p.scan.original_name, p.scan.sha256, p.model_version.architecture,
                 p.model_version.version, text(p.probability), text(p.threshold), p.label, p.error,
                 text(p.created_at)]
+        gate = [str(p.assessed), text(p.ood_score)]
         reviews = list(p.reviews.order_by("created_at", "id"))
         if not reviews:
-            rows.append(base + [""] * 6)
+            rows.append(base + [""] * 6 + gate)
         for r in reviews:
-            rows.append(base + [str(r.pk), r.reviewer.username, r.verdict, r.label, r.note, text(r.created_at)])
+            rows.append(base + [str(r.pk), r.reviewer.username, r.verdict, r.label, r.note, text(r.created_at)] + gate)
     return rows
 
 

@@ -20,6 +20,9 @@ pytestmark = pytest.mark.django_db
 # Django admin: superusers only, checked by its own tests. Password reset links carry a
 # signed token, not a clinic object (tests/portal/test_password_reset.py).
 EXCLUDED_PREFIXES = ("admin/", "accounts/password/reset/")
+# Ids of objects that belong to no clinic: model versions serve every clinic, so their cards
+# are open to a member of any clinic (tests/portal/test_model_card.py checks the rest).
+GLOBAL_KEYWORDS = {"version_id", "kind"}
 
 
 @dataclass
@@ -67,6 +70,8 @@ def clinic_a_objects(client_for, alice, bob, carol, clinic_a, vgg16_model):
         prediction=prediction, scan=scan, reviewer=bob, verdict="confirmed", label="tumor"
     )
     return {
+        "version_id": vgg16_model,
+        "kind": "roc",
         "case_id": case,
         "batch_id": batch,
         "scan_id": scan,
@@ -86,7 +91,9 @@ def url_for(route, objects):
                 "map it to a clinic-A object in clinic_a_objects."
             )
         obj = objects[keyword]
-        if isinstance(converter, UUIDConverter):
+        if isinstance(obj, str):
+            kwargs[keyword] = obj
+        elif isinstance(converter, UUIDConverter):
             kwargs[keyword] = getattr(obj, "public_id", obj.pk)
         elif isinstance(converter, IntConverter):
             kwargs[keyword] = obj.pk
@@ -115,6 +122,8 @@ def test_every_object_url_is_404_for_another_clinic_and_works_for_its_own(
     owner, outsider = login(carol), login(mallory)  # carol: clinic A admin, every role
     checked = []
     for route in id_routes():
+        if set(route.kwargs) <= GLOBAL_KEYWORDS:
+            continue
         url = url_for(route, clinic_a_objects)
         response = owner.get(url)
         if response.status_code == 405:  # a POST-only view
@@ -130,6 +139,12 @@ def test_every_object_url_is_404_for_another_clinic_and_works_for_its_own(
         assert denied.status_code == 404, f"{route.name} {url}: clinic B user got {denied.status_code}"
         checked.append(route.name)
     assert len(checked) >= 10
+
+
+def test_model_cards_are_open_to_every_clinic(clinic_a_objects, carol, mallory):
+    url = reverse("model_card", kwargs={"version_id": clinic_a_objects["version_id"].pk})
+    assert login(carol).get(url).status_code == 200
+    assert login(mallory).get(url).status_code == 200
 
 
 def test_every_object_url_needs_login(clinic_a_objects):

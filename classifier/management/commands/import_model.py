@@ -14,10 +14,20 @@ class Command(BaseCommand):
         parser.add_argument("path", help="artifact directory (or its metadata.json)")
         parser.add_argument("--name", dest="version_name", help="version name (default: from metadata, else a timestamp)")
         parser.add_argument("--activate", action="store_true", help="make it the active version")
+        parser.add_argument(
+            "--override-reason",
+            default="",
+            help="with --activate: why a version below MODEL_MIN_AUC / MODEL_MIN_ACCURACY is activated "
+            "anyway (kept in the audit trail); without it such a version is not imported",
+        )
 
-    def handle(self, *args, path, version_name=None, activate=False, **options):
+    def handle(self, *args, path, version_name=None, activate=False, override_reason="", **options):
+        if override_reason and not activate:
+            raise CommandError("--override-reason only makes sense with --activate.")
         try:
-            model_version = import_artifact(path, activate=activate, version=version_name)
+            model_version = import_artifact(
+                path, activate=activate, version=version_name, override_reason=override_reason
+            )
         except RegistryError as exc:
             raise CommandError(str(exc)) from exc
         state = "active" if model_version.is_active else "inactive"

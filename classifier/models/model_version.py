@@ -66,7 +66,9 @@ class ModelVersion(models.Model):
     def activate(self):
         """Make this the active version of its architecture (new jobs only use it)."""
         with transaction.atomic():
-            ModelVersion.objects.select_for_update().filter(architecture=self.architecture)
+            # Lock the architecture's versions (evaluated), so two activations at once queue up
+            # instead of one failing on the one-active-version constraint.
+            list(ModelVersion.objects.select_for_update().filter(architecture=self.architecture).values_list("pk"))
             ModelVersion.objects.filter(architecture=self.architecture, is_active=True).exclude(
                 pk=self.pk
             ).update(is_active=False)

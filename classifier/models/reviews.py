@@ -30,6 +30,9 @@ class Review(models.Model):
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["prediction", "reviewer"], name="one_review_per_reviewer")
+        ]
 
     def __str__(self):
         return f"{self.reviewer} {self.verdict} {self.label}"

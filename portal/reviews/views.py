@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.db.models import Count, F, Q
 from django.db.models.functions import Abs
 from django.http import Http404, QueryDict
@@ -142,30 +142,31 @@ def review(request, prediction_id):
 
 def _save_review(request, prediction, data):
     """Record one reviewer's verdict, once: a second submission by the same reviewer (a
-    double click, a resent form, a second tab) returns None and records nothing. The
-    prediction's row lock makes the check safe against two requests at once."""
-    with transaction.atomic():
-        list(Prediction.objects.select_for_update().filter(pk=prediction.pk).values_list("pk"))
-        if Review.objects.filter(prediction=prediction, reviewer=request.user).exists():
-            return None
-        created = Review.objects.create(
-            prediction=prediction,
-            scan=prediction.scan,
-            reviewer=request.user,
-            verdict=data["verdict"],
-            label=data["label"],
-            note=data["note"],
-        )
-        record(
-            request,
-            AuditEvent.Action.REVIEW,
-            obj=created,
-            clinic=prediction.scan.case.clinic,
-            prediction=str(prediction.public_id),
-            scan=str(prediction.scan_id),
-            verdict=created.verdict,
-            label=created.label,
-        )
+    double click, a resent form, a second tab) returns None and records nothing. The database
+    holds the rule (one review per prediction and reviewer), so two requests at once cannot
+    both pass."""
+    try:
+        with transaction.atomic():
+            created = Review.objects.create(
+                prediction=prediction,
+                scan=prediction.scan,
+                reviewer=request.user,
+                verdict=data["verdict"],
+                label=data["label"],
+                note=data["note"],
+            )
+            record(
+                request,
+                AuditEvent.Action.REVIEW,
+                obj=created,
+                clinic=prediction.scan.case.clinic,
+                prediction=str(prediction.public_id),
+                scan=str(prediction.scan_id),
+                verdict=created.verdict,
+                label=created.label,
+            )
+    except IntegrityError:
+        return None
     return created
 
 

@@ -188,3 +188,17 @@ def test_agreement_figures(client_for, bob, carol, clinic_a, alice, mallory, cli
     assert (r["n"], r["tp"], r["specificity"]) == (1, 1, None)
     html = page.content.decode()
     assert "0.667 (2/3)" in html and "60% (3/5)" in html and "—" in html
+
+
+@pytest.mark.django_db
+def test_the_database_keeps_one_review_per_reviewer_and_prediction(bob, queue_data):
+    from django.db import IntegrityError, transaction
+
+    from classifier.models import Review
+
+    prediction = queue_data["vgg_preds"][0]
+    fields = {"prediction": prediction, "scan": prediction.scan, "reviewer": bob, "label": "tumor"}
+    Review.objects.create(verdict="confirmed", **fields)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Review.objects.create(verdict="corrected", **fields)
+    assert Review.objects.filter(prediction=prediction, reviewer=bob).count() == 1

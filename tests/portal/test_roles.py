@@ -13,13 +13,6 @@ from tests.portal.reviews_data import case_with_scans, csrf_token, model_version
 USERS = ["alice", "bob", "carol", "mallory", "dave", "erin", "root"]
 
 
-@pytest.fixture(autouse=True)
-def fast_password_hashing(settings):
-    """Seven users per test: a cheap hasher keeps this module quick (nobody logs in by
-    password here; client_for uses force_login)."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
-
 @pytest.fixture
 def world(clinic_a, clinic_b, alice, bob, carol, mallory, root):
     from tests.fixtures.users import _member

@@ -151,6 +151,12 @@ class Job(models.Model):
         self.save(update_fields=fields)
 
 
+class ChunkStatus(models.TextChoices):
+    QUEUED = "queued", "Waiting for a worker"
+    RUNNING = "running", "Running"
+    DONE = "done", "Done"
+
+
 class PredictionJob(Job):
     """Predict every accepted scan of one batch with one model version."""
 
@@ -176,6 +182,22 @@ class PredictionJob(Job):
     def __str__(self):
         return f"{self.model_version} on {self.batch_id} ({self.status})"
 
+    @property
+    def is_waiting(self):
+        """Queued, or running with every open chunk still waiting for a worker."""
+        if self.status == JobStatus.QUEUED:
+            return True
+        if self.status != JobStatus.RUNNING:
+            return False
+        chunks = self.chunks.filter(round=self.round)
+        return not chunks.filter(status=ChunkStatus.RUNNING).exists() and chunks.filter(
+            status=ChunkStatus.QUEUED
+        ).exists()
+
+    @property
+    def state_display(self):
+        return JobStatus.QUEUED.label if self.is_waiting else self.get_status_display()
+
 
 class TrainingRun(Job):
     """Train a new model version from reviewed scans (not active until an admin says so)."""
@@ -195,12 +217,6 @@ class TrainingRun(Job):
 
     def __str__(self):
         return f"Training {self.architecture} ({self.status})"
-
-
-class ChunkStatus(models.TextChoices):
-    QUEUED = "queued", "Waiting for a worker"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
 
 
 class PredictionChunk(models.Model):

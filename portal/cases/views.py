@@ -163,7 +163,7 @@ def _job_json(job):
         "model": job.model_version.display_name,
         "architecture": job.model_version.architecture,
         "status": job.status,
-        "status_display": job.get_status_display(),
+        "status_display": job.state_display,
         "done": job.done,
         "failed": job.failed,
         "total": job.total,

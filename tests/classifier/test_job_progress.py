@@ -31,3 +31,17 @@ def test_time_left_follows_the_pace_so_far(clinic_a, alice, vgg16_model):
     assert job.time_left_display == "about 3 min left"
     job.done = 28
     assert job.time_left_display == "less than a minute left"
+
+
+def test_a_running_job_whose_chunks_all_wait_says_waiting_for_a_worker(clinic_a, alice, vgg16_model):
+    from classifier.prediction_run import claim
+
+    from tests.classifier.helpers import plan_here
+
+    batch, [job] = make_batch(clinic_a, alice, 2)
+    assert job.state_display == "Waiting for a worker"
+    [chunk] = plan_here(job)
+    job.refresh_from_db()
+    assert (job.status, job.state_display) == ("running", "Waiting for a worker")
+    claim(chunk.pk, "worker-1")
+    assert job.state_display == "Running"

@@ -55,6 +55,7 @@ class AuditEvent(models.Model):
         ACCESS_REFUSED = "access_refused", "Access refused"
         BATCH_VIEW = "batch_view", "Upload viewed"
         SCAN_VIEW = "scan_view", "Scan page viewed"
+        QUEUE_VIEW = "queue_view", "Review queue viewed"
         SEARCH = "search", "Case search"
         ANALYSIS_QUEUE = "analysis_queue", "Analysis queued"
 

@@ -154,3 +154,18 @@ def test_the_table_is_empty_again_after_a_transactional_test(db):
     from portal.audit.models import AuditEvent
 
     assert AuditEvent.objects.count() == 0
+
+
+def test_the_review_page_and_the_queue_which_show_scans_and_names_are_audited(client_for, bob, clinic_a):
+    from tests.portal.reviews_data import case_with_scans, model_version, predict
+
+    _, batch, scans = case_with_scans(clinic_a, bob, 2)
+    predictions = predict(batch, scans, model_version(), [0.9, 0.2])
+    client = client_for(bob)
+    assert client.get(reverse("reviews:queue")).status_code == 200
+    [queue] = _events("queue_view")
+    assert set(queue.extra["scans"]) == {str(scan.pk) for scan in scans}
+    review = reverse("reviews:review", args=[predictions[0].public_id])
+    assert client.get(review).status_code == 200
+    [shown] = _events("scan_view", extra__page="review")
+    assert (shown.actor, shown.object_id) == (bob, str(scans[0].pk))

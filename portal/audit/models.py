@@ -2,7 +2,7 @@
 
 Append-only is enforced three times: the model refuses save() of an existing row and
 delete(); the queryset refuses bulk update() and delete(); and the database itself rejects
-UPDATE and DELETE on the table (a trigger, migration 0003_append_only_trigger), so raw SQL
+UPDATE and DELETE on the table (a trigger, migration 0004_append_only_trigger), so raw SQL
 cannot rewrite history either. TRUNCATE (test teardown, a deliberate purge by the database
 owner) is not blocked.
 """

@@ -59,7 +59,7 @@ def drop_trigger(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('audit', '0002_job_rerun_action'),
+        ('audit', '0003_security_actions'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -67,7 +67,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='auditevent',
             name='action',
-            field=models.CharField(choices=[('login', 'Login'), ('login_failed', 'Failed login'), ('login_locked', 'Login locked out'), ('logout', 'Logout'), ('case_create', 'Case created'), ('case_view', 'Case viewed'), ('upload', 'Upload'), ('image_view', 'Image viewed'), ('review', 'Review'), ('export', 'Export'), ('model_import', 'Model imported'), ('model_activate', 'Model activated'), ('training_start', 'Training started'), ('job_requeue', 'Job re-queued'), ('job_cancel', 'Job cancelled'), ('job_rerun', 'Failed scans re-run'), ('access_refused', 'Access refused'), ('batch_view', 'Upload viewed'), ('scan_view', 'Scan page viewed'), ('queue_view', 'Review queue viewed'), ('search', 'Case search'), ('analysis_queue', 'Analysis queued')], db_index=True, max_length=30),
+            field=models.CharField(choices=[('login', 'Login'), ('login_failed', 'Failed login'), ('login_locked', 'Login locked out'), ('logout', 'Logout'), ('case_create', 'Case created'), ('case_view', 'Case viewed'), ('upload', 'Upload'), ('image_view', 'Image viewed'), ('review', 'Review'), ('export', 'Export'), ('model_import', 'Model imported'), ('model_activate', 'Model activated'), ('training_start', 'Training started'), ('job_requeue', 'Job re-queued'), ('job_cancel', 'Job cancelled'), ('job_rerun', 'Failed scans re-run'), ('mfa_enrolled', 'Two-factor enrolled'), ('mfa_verified', 'Two-factor verified'), ('mfa_failed', 'Two-factor code refused'), ('mfa_recovery_used', 'Recovery code used'), ('password_reset_requested', 'Password reset requested'), ('password_reset_done', 'Password reset completed'), ('access_refused', 'Access refused'), ('batch_view', 'Upload viewed'), ('scan_view', 'Scan page viewed'), ('queue_view', 'Review queue viewed'), ('search', 'Case search'), ('analysis_queue', 'Analysis queued')], db_index=True, max_length=30),
         ),
         migrations.AlterField(
             model_name='auditevent',

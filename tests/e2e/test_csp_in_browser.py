@@ -11,7 +11,7 @@ pytestmark = pytest.mark.browser
 
 
 def test_pages_run_under_the_csp_without_violations_and_search_urls_hold_no_reference(
-    transactional_db, page, live_server, clinic_a, alice, carol
+    transactional_db, page, live_server, clinic_a, alice, bob
 ):
     case, batch, scans = case_with_scans(clinic_a, alice, 2, patient_ref="CSP-4711")
     predictions = predict(batch, scans, model_version("vgg16", "v1"), [0.8, 0.3])
@@ -20,7 +20,7 @@ def test_pages_run_under_the_csp_without_violations_and_search_urls_hold_no_refe
     page.on("request", lambda req: urls.append(req.url))
 
     page.goto("/accounts/login/")
-    page.fill("#id_username", "carol")
+    page.fill("#id_username", "bob")  # a reviewer: every page below, no second factor needed
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")

@@ -26,7 +26,7 @@ def _pixels(data):
 def _random_image(mode="RGB", seed=0):
     from PIL import Image
 
-    array = np.random.default_rng(seed).integers(0, 255, size=(48, 64, 3), dtype=np.uint8)
+    array = np.random.default_rng(seed).integers(0, 255, size=(96, 128, 3), dtype=np.uint8)
     return Image.fromarray(array, "RGB").convert(mode)
 
 

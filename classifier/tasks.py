@@ -83,5 +83,10 @@ def make_heatmap(prediction_id, storage_name):
     with prediction.scan.file.open("rb") as handle:
         data = handle.read()
     png = load_model(prediction.model_version).gradcam_png(data)
-    if not default_storage.exists(storage_name):
+    if default_storage.get_available_name(storage_name) != storage_name:
+        return  # drawn by another worker meanwhile
+    try:
         default_storage.save(storage_name, ContentFile(png))
+    except OSError:  # e.g. disk full: never leave a truncated heatmap to be served
+        default_storage.delete(storage_name)
+        raise

@@ -18,6 +18,9 @@ meets them:
 
 The portal applies these limits at upload time; the worker applies the same ones again
 before it prepares an image (a second line of defence for files stored earlier).
+
+Every PNG chunk's CRC is checked (Pillow's verify(); decoding alone does not check the
+image data's CRCs), and an oversized PNG text chunk is refused as such, not as corruption.
 """
 from __future__ import annotations
 
@@ -191,6 +194,16 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
+# Pillow's messages (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY), lower-cased; the wording has varied.
+_TEXT_CHUNK_ERRORS = ("decompressed data too large", "too much memory used in text chunks")
+
+
+def _verify_png(data: bytes) -> None:
+    """Pillow's own integrity check: every chunk up to IEND, with its CRC."""
+    with Image.open(io.BytesIO(data), formats=["PNG"]) as img:
+        img.verify()
+
+
 def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedImage:
     """Decode untrusted JPEG/PNG bytes to an 8-bit RGB image or raise :class:`ImageRejected`."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -212,8 +225,14 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
             width, height = img.size
             _check_shape(width, height, img.mode, len(data), limits)
             img.load()
+            if fmt == "PNG":
+                _verify_png(data)
     except ImageRejected:
         raise
+    except ValueError as exc:  # Pillow's MAX_TEXT_CHUNK / MAX_TEXT_MEMORY guards
+        if any(text in str(exc).lower() for text in _TEXT_CHUNK_ERRORS):
+            raise ImageRejected("PNG text chunk too large") from None
+        raise ImageRejected("truncated or corrupt image data") from None
     except Image.DecompressionBombError:
         raise ImageRejected(
             f"image is too large to decode safely; the limit is {limits.max_pixels} pixels"

@@ -47,11 +47,18 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "portal.middleware.headers.PermissionsPolicyMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "portal.middleware.headers.NoStoreForSignedInMiddleware",
+    # Both answer before any view (and before CSRF's check reads the body):
+    "portal.middleware.input.RequestSizeLimitMiddleware",
+    "portal.middleware.input.RejectUndecodableInputMiddleware",
+    "portal.audit.middleware.RefusedAccessAuditMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "portal.accounts.sessions.SessionLimitsMiddleware",
     "django_otp.middleware.OTPMiddleware",
@@ -233,6 +240,9 @@ UPLOAD_MIN_SIDE_PX = env_int("UPLOAD_MIN_SIDE_PX", 64, minimum=1)
 UPLOAD_MAX_ASPECT_RATIO = env_int("UPLOAD_MAX_ASPECT_RATIO", 4, minimum=1)
 # Peak memory that decoding and preparing one image may take, at upload and in the worker.
 IMAGE_WORK_BUDGET_BYTES = env_int("IMAGE_WORK_BUDGET_MB", 1024, minimum=16) * 1024 * 1024
+# The whole request body, checked from Content-Length before a byte is read (413 above it);
+# keep nginx's client_max_body_size at the same value.
+MAX_REQUEST_BYTES = env_int("MAX_REQUEST_MB", 512, minimum=1) * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields only
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary file
@@ -341,6 +351,33 @@ SECURE_PROXY_SSL_HEADER = (
 )
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+# Content-Security-Policy (django-csp): scripts, styles, images and connections from this
+# site only; no inline script or style, no plugins, no framing, forms post only here.
+from csp.constants import NONE, SELF  # noqa: E402
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        # data: for the two-factor QR code, drawn on the server as an SVG data URI (an image
+        # cannot run script, so this opens nothing to injection).
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "font-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    }
+}
+if env_str("CSP_REPORT_URI"):
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["report-uri"] = [env_str("CSP_REPORT_URI")]
+PERMISSIONS_POLICY = env_str(
+    "PERMISSIONS_POLICY",
+    "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "
+    "magnetometer=(), microphone=(), midi=(), payment=(), usb=()",
+)
 
 LOGGING = {
     "version": 1,

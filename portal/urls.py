@@ -16,3 +16,5 @@ urlpatterns = [
 # A request with more files than DATA_UPLOAD_MAX_NUMBER_FILES is refused by Django itself
 # (TooManyFilesSent, 400) before any view runs; this page says so plainly.
 handler400 = "portal.cases.views.bad_request"
+# Any uncaught exception: a plain page; an unreachable database: 503 with Retry-After.
+handler500 = "portal.errors.server_error"

@@ -1,6 +1,18 @@
 """record(): the one way to write an audit event."""
 
+from django.utils.crypto import salted_hmac
+
 from portal.audit.models import AuditEvent
+
+SEARCH_HASH_SALT = "portal.audit.search-term"
+
+
+def search_term_digest(term):
+    """A keyed HMAC-SHA256 (keyed with SECRET_KEY) of a search term, case-folded: the
+    trail can show that two searches were for the same reference, and an auditor who knows
+    a reference can check for it, but the trail does not hold patient references in clear.
+    Rotating SECRET_KEY changes the digests of later searches."""
+    return salted_hmac(SEARCH_HASH_SALT, term.casefold(), algorithm="sha256").hexdigest()
 
 
 def client_ip(request):

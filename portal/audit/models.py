@@ -1,8 +1,31 @@
-"""An append-only record of who did what, where and from which address."""
+"""An append-only record of who did what, where and from which address.
+
+Append-only is enforced three times: the model refuses save() of an existing row and
+delete(); the queryset refuses bulk update() and delete(); and the database itself rejects
+UPDATE and DELETE on the table (a trigger, migration 0004_append_only_trigger), so raw SQL
+cannot rewrite history either. TRUNCATE (test teardown, a deliberate purge by the database
+owner) is not blocked.
+"""
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+
+def _refuse_change(*args, **kwargs):
+    raise PermissionError("Audit events are append-only.")
+
+
+def _refuse_delete(*args, **kwargs):
+    raise PermissionError("Audit events cannot be deleted.")
+
+
+class AppendOnlyQuerySet(models.QuerySet):
+    """Bulk changes are refused like single ones (also the paths Django's deletion
+    collector takes: ``_update`` and ``_raw_delete``)."""
+
+    update = _update = bulk_update = update_or_create = _refuse_change
+    delete = _raw_delete = _refuse_delete
 
 
 class AuditEvent(models.Model):
@@ -29,9 +52,17 @@ class AuditEvent(models.Model):
         MFA_RECOVERY_USED = "mfa_recovery_used", "Recovery code used"
         PASSWORD_RESET_REQUESTED = "password_reset_requested", "Password reset requested"
         PASSWORD_RESET_DONE = "password_reset_done", "Password reset completed"
+        ACCESS_REFUSED = "access_refused", "Access refused"
+        BATCH_VIEW = "batch_view", "Upload viewed"
+        SCAN_VIEW = "scan_view", "Scan page viewed"
+        QUEUE_VIEW = "queue_view", "Review queue viewed"
+        SEARCH = "search", "Case search"
+        ANALYSIS_QUEUE = "analysis_queue", "Analysis queued"
 
+    # PROTECT, not SET_NULL: nulling the actor would rewrite history (and the trigger
+    # refuses the UPDATE). A user who has acted is deactivated, never deleted.
     actor = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
     )
     actor_name = models.CharField(max_length=150, blank=True)
     clinic = models.ForeignKey(
@@ -43,6 +74,8 @@ class AuditEvent(models.Model):
     ip_address = models.GenericIPAddressField(null=True, blank=True)
     at = models.DateTimeField(default=timezone.now, db_index=True)
     extra = models.JSONField(default=dict, blank=True)
+
+    objects = AppendOnlyQuerySet.as_manager()
 
     class Meta:
         ordering = ["-at", "-id"]

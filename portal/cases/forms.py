@@ -2,6 +2,7 @@ from django import forms
 from django.conf import settings
 
 from portal.cases.models import Case
+from portal.cases.refs import has_control_characters, normalize_patient_ref
 
 
 class CaseForm(forms.ModelForm):
@@ -22,8 +23,15 @@ class CaseForm(forms.ModelForm):
             self.fields["clinic"].widget = forms.HiddenInput()
         self.fields["patient_ref"].widget.attrs.update(autocomplete="off", autofocus=True)
 
+    existing_case = None  # set when the reference is already a case of the chosen clinic
+
     def clean_patient_ref(self):
-        return self.cleaned_data["patient_ref"].strip()
+        ref = normalize_patient_ref(self.cleaned_data["patient_ref"])
+        if has_control_characters(ref):
+            raise forms.ValidationError("The patient reference contains control characters.")
+        if not ref:
+            raise forms.ValidationError("Enter a patient reference.", code="required")
+        return ref
 
     def validate_unique(self):
         """Uniqueness is checked once, case-insensitively, in clean() (and by the database)."""
@@ -31,8 +39,14 @@ class CaseForm(forms.ModelForm):
     def clean(self):
         cleaned = super().clean()
         clinic, ref = cleaned.get("clinic"), cleaned.get("patient_ref")
-        if clinic and ref and Case.objects.filter(clinic=clinic, patient_ref__iexact=ref).exists():
-            self.add_error("patient_ref", "A case with this patient reference already exists in this clinic.")
+        if clinic and ref:
+            self.existing_case = Case.objects.filter(clinic=clinic, patient_ref__iexact=ref).first()
+        if self.existing_case is not None:
+            self.add_error(
+                "patient_ref",
+                f"A case with this patient reference already exists in this clinic: "
+                f"{self.existing_case.patient_ref}.",
+            )
         return cleaned
 
 

@@ -4,6 +4,7 @@ import uuid
 
 from django.conf import settings
 from django.db import models
+from django.db.models.functions import Lower
 from django.utils import timezone
 
 from portal.accounts.models import Clinic
@@ -27,13 +28,22 @@ class Case(models.Model):
     class Meta:
         ordering = ["-last_activity_at"]
         constraints = [
+            # Case-insensitive: "dup123" and "DUP123" are one patient. References are
+            # normalised before they are saved (portal.cases.refs), so look-alikes made
+            # of invisible characters or compatibility forms meet this constraint too.
             models.UniqueConstraint(
-                fields=["clinic", "patient_ref"], name="patient_ref_unique_per_clinic"
+                "clinic", Lower("patient_ref"), name="patient_ref_unique_per_clinic_ci"
             )
         ]
 
     def __str__(self):
         return self.patient_ref
+
+    def save(self, *args, **kwargs):
+        from portal.cases.refs import normalize_patient_ref
+
+        self.patient_ref = normalize_patient_ref(self.patient_ref)
+        super().save(*args, **kwargs)
 
     def touch(self):
         Case.objects.filter(pk=self.pk).update(last_activity_at=timezone.now())

@@ -6,7 +6,13 @@ race on the duplicate check), creates the batch, stores accepted files through D
 storage API under a path made from their SHA-256, creates every Scan row (rejected and
 duplicate files too, each with its reason) and the prediction jobs. The jobs' tasks are
 sent only after the commit (``transaction.on_commit`` in ``classifier.jobs``). If phase
-two fails, the files it stored are removed and nothing is half-recorded.
+two fails, the files it stored are removed and nothing is half-recorded; a write that
+fails half-way (disk full) is removed too, so storage never keeps a truncated scan.
+
+What is stored is the file with its metadata removed (``ml.metadata``: no EXIF but the
+orientation, no XMP, ICC, comments or PNG text; the image data byte for byte, so the
+pixels are the original's). ``Scan.sha256`` and ``size_bytes`` stay those of the file as
+uploaded, so a second upload of the same file is still recognised as a duplicate.
 """
 
 import hashlib
@@ -14,6 +20,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 
+from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import transaction
 
@@ -62,6 +69,7 @@ def _megabytes(size):
 def check_file(upload, position, limits):
     """Read one uploaded file, hash it and decode it; return its verdict."""
     from ml.intake import ImageRejected, decode_image
+    from ml.metadata import MetadataError, strip_metadata
 
     checked = CheckedFile(upload=upload, position=position, name=display_name(upload), size=upload.size or 0)
     if checked.size > limits.max_bytes:
@@ -82,6 +90,11 @@ def check_file(upload, position, limits):
         return checked
     checked.format, checked.width, checked.height = decoded.format, decoded.width, decoded.height
     decoded.image.close()
+    try:  # the metadata is removed when the file is stored; a structure it cannot walk is refused now
+        strip_metadata(data, checked.format)
+    except MetadataError:
+        checked.status = Scan.Status.REJECTED
+        checked.reason = "Not accepted: the image's structure is damaged."
     return checked
 
 
@@ -136,9 +149,7 @@ def _record(case, user, checked, architectures, stored):
                 where = "already in this case" if earlier.batch_id != batch.pk else "earlier in this upload"
                 scan.rejection_reason = f"Same content as “{earlier.original_name}”, {where}."[:300]
             else:
-                item.upload.seek(0)
-                scan.file.save(item.name, item.upload, save=False)
-                stored.append(scan.file.name)
+                scan.file.name = _store(scan, item, stored)
                 seen[item.sha256] = scan
         scans.append(scan)
     Scan.objects.bulk_create(scans, batch_size=500)
@@ -151,6 +162,24 @@ def _record(case, user, checked, architectures, stored):
         result.jobs, result.missing_models = queue_predictions(batch, architectures)
     case.touch()
     return result
+
+
+def _store(scan, item, stored):
+    """Write the scan's metadata-free bytes; the name is listed in ``stored`` before the
+    write, so that a write failing half-way is removed with the rest."""
+    from ml.metadata import strip_metadata
+
+    item.upload.seek(0)
+    content = ContentFile(strip_metadata(item.upload.read(), item.format))
+    field = scan.file.field
+    name = default_storage.get_available_name(
+        field.generate_filename(scan, item.name), max_length=field.max_length
+    )
+    stored.append(name)
+    saved = default_storage.save(name, content, max_length=field.max_length)
+    if saved != name:  # taken between the two calls: the storage wrote elsewhere
+        stored[-1] = saved
+    return saved
 
 
 def queue_predictions(batch, architectures):

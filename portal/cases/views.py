@@ -3,7 +3,9 @@
 Every view that takes an object id reaches the object through ``portal.cases.access``."""
 
 import io
+import logging
 import mimetypes
+import secrets
 
 from django.conf import settings
 from django.contrib import messages
@@ -17,17 +19,19 @@ from django.db.models import Count, Q
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
+from django.urls import reverse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from classifier.jobs import RERUNNABLE, rerun_failed
 from classifier.models import Prediction
 from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role, require_role
-from portal.audit.log import record
+from portal.audit.log import record, search_term_digest
 from portal.audit.models import AuditEvent
 from portal.cases import access
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
 from portal.cases.models import Scan
+from portal.cases.refs import normalize_patient_ref
 from portal.cases.uploads import active_versions, ingest, queue_predictions
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
@@ -35,22 +39,49 @@ THUMBNAIL_SIZE = 160
 CASES_PER_PAGE = 25
 SCANS_PER_PAGE = 60
 HISTORY_PER_PAGE = 100
+SEARCHES_KEPT = 20  # per session; older search tokens expire
+
+log = logging.getLogger(__name__)
+
+
+def _start_search(request):
+    """POST of the search form: keep the term in the session under a random token and
+    redirect to a URL that carries only the token, so that patient references never reach
+    a URL (access logs, browser history, Referer). One audit event per search, with the
+    term as a keyed hash."""
+    term = normalize_patient_ref(request.POST.get("q", ""))[:64]
+    if not term:
+        return redirect("cases:list")
+    searches = dict(request.session.get("case_searches", {}))
+    token = secrets.token_urlsafe(12)
+    searches[token] = term
+    request.session["case_searches"] = dict(list(searches.items())[-SEARCHES_KEPT:])
+    record(request, AuditEvent.Action.SEARCH, term_hmac=search_term_digest(term))
+    return redirect(f"{reverse('cases:list')}?s={token}")
 
 
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def case_list(request):
+    if request.method == "POST":
+        return _start_search(request)
     cases = access.cases_for(request.user).select_related("clinic").annotate(
         scan_count=Count("scans", filter=Q(scans__status=Scan.Status.ACCEPTED), distinct=True)
     )
-    query = request.GET.get("q", "").strip()
+    token = request.GET.get("s", "")
+    query = request.session.get("case_searches", {}).get(token, "") if token else ""
+    if token and not query:
+        messages.info(request, "That search has expired; search again.")
+        token = ""
     if query:
         cases = cases.filter(patient_ref__icontains=query)
     cases = cases.order_by("-last_activity_at", "-created_at")
     page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
     can_create = clinics_where(request.user, CAN_UPLOAD).exists()
     return render(
-        request, "cases/case_list.html", {"page": page, "query": query, "can_create": can_create}
+        request,
+        "cases/case_list.html",
+        {"page": page, "query": query, "search_token": token, "can_create": can_create},
     )
 
 
@@ -68,7 +99,10 @@ def case_create(request):
             with transaction.atomic():
                 case.save()
                 record(request, AuditEvent.Action.CASE_CREATE, obj=case, clinic=case.clinic)
-        except IntegrityError:
+        except IntegrityError:  # created by someone else since clean()
+            form.existing_case = access.cases_for(request.user).filter(
+                clinic=case.clinic, patient_ref__iexact=case.patient_ref
+            ).first()
             form.add_error("patient_ref", "A case with this patient reference already exists in this clinic.")
         else:
             messages.success(request, f"Case {case.patient_ref} created.")
@@ -124,7 +158,16 @@ def case_upload(request, case_id):
         return _render_case(request, case, form, status=400)
     uploads = form.cleaned_data["files"]
     chosen = form.cleaned_data["models"]
-    result = ingest(case, request.user, uploads, chosen)
+    try:
+        result = ingest(case, request.user, uploads, chosen)
+    except OSError:  # storage full or unreachable: ingest() removed what it had written
+        log.exception("upload to case %s could not be stored", case.pk)
+        messages.error(
+            request,
+            "The scans could not be stored (a storage error on the server); nothing was "
+            "recorded. Try again later; if it persists, tell your administrator.",
+        )
+        return _render_case(request, case, _upload_form(), status=503)
     batch = result.batch
     record(
         request, AuditEvent.Action.UPLOAD, obj=batch, clinic=case.clinic, case=str(case.pk),
@@ -132,6 +175,7 @@ def case_upload(request, case_id):
         rejected=batch.rejected_count, duplicates=batch.duplicate_count,
         models=[job.model_version.display_name for job in result.jobs],
     )
+    _record_queued(request, batch, result.jobs)
     messages.success(
         request,
         f"{batch.files_received} files received: {batch.accepted_count} accepted, "
@@ -151,6 +195,14 @@ def case_upload(request, case_id):
             request, "No active version for: " + ", ".join(result.missing_models) + "; not queued."
         )
     return redirect("cases:batch", batch_id=batch.pk)
+
+
+def _record_queued(request, batch, jobs):
+    for job in jobs:
+        record(
+            request, AuditEvent.Action.ANALYSIS_QUEUE, obj=batch, clinic=batch.case.clinic,
+            job=str(job.public_id), model=job.model_version.display_name,
+        )
 
 
 def _batch_jobs(batch):
@@ -183,6 +235,7 @@ def _job_json(job):
 @require_GET
 def batch_detail(request, batch_id):
     batch = access.get_batch_for(request.user, batch_id)
+    record(request, AuditEvent.Action.BATCH_VIEW, obj=batch, clinic=batch.case.clinic)
     jobs = _batch_jobs(batch)
     scans = list(batch.scans.select_related("duplicate_of__batch").order_by("position"))
     accepted = [scan for scan in scans if scan.status == Scan.Status.ACCEPTED]
@@ -253,6 +306,7 @@ def batch_predict(request, batch_id):
         return redirect("cases:batch", batch_id=batch.pk)
     with transaction.atomic():
         jobs, unavailable = queue_predictions(batch, form.cleaned_data["models"])
+        _record_queued(request, batch, jobs)
     if jobs:
         messages.success(request, "Queued: " + ", ".join(job.model_version.display_name for job in jobs) + ".")
     if unavailable:
@@ -281,6 +335,7 @@ def job_status(request, job_id):
 @require_GET
 def scan_detail(request, scan_id):
     scan = access.get_scan_for(request.user, scan_id)
+    record(request, AuditEvent.Action.SCAN_VIEW, obj=scan, clinic=scan.case.clinic)
     predictions = (
         scan.predictions.select_related("model_version")
         .prefetch_related("reviews__reviewer")
@@ -346,6 +401,7 @@ def make_thumbnail(data):
 def scan_thumbnail(request, scan_id):
     """A small JPEG of the scan, made once and kept in the same private storage."""
     scan = _stored_scan(request.user, scan_id)
+    record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic, variant="thumbnail")
     name = thumbnail_name(scan)
     if default_storage.exists(name):
         with default_storage.open(name, "rb") as handle:
@@ -355,8 +411,12 @@ def scan_thumbnail(request, scan_id):
             data = make_thumbnail(handle.read())
         try:
             default_storage.save(name, ContentFile(data))
-        except OSError:
-            pass  # a cache miss next time, nothing worse
+        except OSError:  # a cache miss next time, nothing worse; never a truncated thumbnail
+            log.warning("could not store thumbnail %s", name, exc_info=True)
+            try:
+                default_storage.delete(name)
+            except OSError:
+                pass
     return _private(HttpResponse(data, content_type="image/jpeg"))
 
 

@@ -83,6 +83,11 @@ def queue(request):
     _require_some_role(request.user, CAN_REVIEW)
     form, predictions = _filtered_queue(request.user, request.GET)
     page = Paginator(predictions, 50).get_page(request.GET.get("page"))
+    # The queue lists scans' file names: which scans were shown is part of the trail.
+    record(
+        request, AuditEvent.Action.QUEUE_VIEW, page=page.number,
+        scans=[str(prediction.scan_id) for prediction in page],
+    )
     return render(
         request,
         "reviews/queue.html",
@@ -122,6 +127,7 @@ def review(request, prediction_id):
             return redirect(_with_query(reverse("reviews:queue"), filters))
         return redirect(_with_query(reverse("reviews:review", args=[following.public_id]), filters))
     scan = prediction.scan
+    record(request, AuditEvent.Action.SCAN_VIEW, obj=scan, clinic=scan.case.clinic, page="review")
     return render(
         request,
         "reviews/review.html",

@@ -12,8 +12,8 @@
     var box = section.querySelector('[data-job="' + job.id + '"]');
     if (!box) { return false; }
     var bar = box.querySelector(".progress");
-    bar.setAttribute("aria-valuenow", job.percent);
-    bar.firstElementChild.style.width = job.percent + "%";
+    bar.value = job.percent;
+    bar.textContent = job.percent + "%";
     var status = box.querySelector(".job-status");
     status.textContent = job.status_display;
     status.className = "job-status status-" + job.status;

@@ -72,7 +72,9 @@ def test_reviewer_works_through_the_queue(transactional_db, live_server, browser
         public_id = page.url.split("/predictions/")[1].split("/")[0]
         reviewed_order.append(public_id)
         # wait until the browser has finished with the image (loaded or failed), then check it loaded
-        page.wait_for_function("document.querySelector('img.scan-large').complete")
+        # (a function, not a bare expression: Playwright evaluates bare expressions with eval,
+        # which the Content-Security-Policy forbids)
+        page.wait_for_function("() => document.querySelector('img.scan-large').complete")
         assert page.evaluate("document.querySelector('img.scan-large').naturalWidth") == scans[0].width
         prediction = next(p for p in predictions if str(p.public_id) == public_id)
         if truth[public_id] == prediction.label:

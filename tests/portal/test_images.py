@@ -29,7 +29,7 @@ def test_image_is_streamed_with_private_headers_and_audited(client_for, alice, s
         response = client_for(alice).get(reverse("cases:scan_image", kwargs={"scan_id": scan.pk}))
         assert response.status_code == 200
         assert response["Content-Type"] == content_type
-        assert response["Cache-Control"] == "private, no-store"
+        assert {"private", "no-store"} <= {part.strip() for part in response["Cache-Control"].split(",")}
         assert response["X-Content-Type-Options"] == "nosniff"
         with scan.file.open("rb") as handle:
             assert _body(response) == handle.read()
@@ -42,7 +42,7 @@ def test_accel_redirect_when_a_front_proxy_serves_files(client_for, alice, scans
     response = client_for(alice).get(reverse("cases:scan_image", kwargs={"scan_id": scan.pk}))
     assert response.status_code == 200
     assert response["X-Accel-Redirect"] == f"/protected/{scan.file.name}"
-    assert response["Cache-Control"] == "private, no-store"
+    assert {"private", "no-store"} <= {part.strip() for part in response["Cache-Control"].split(",")}
     assert response.content == b""
 
 
@@ -57,7 +57,7 @@ def test_thumbnail_is_a_small_jpeg_made_once(client_for, alice, scans, settings)
     url = reverse("cases:scan_thumbnail", kwargs={"scan_id": scan.pk})
     first = client_for(alice).get(url)
     assert first.status_code == 200 and first["Content-Type"] == "image/jpeg"
-    assert first["Cache-Control"] == "private, no-store"
+    assert {"private", "no-store"} <= {part.strip() for part in first["Cache-Control"].split(",")}
     image = Image.open(io.BytesIO(first.content))
     assert image.format == "JPEG" and max(image.size) <= THUMBNAIL_SIZE
     assert (settings.MEDIA_ROOT / thumbnail_name(scan)).is_file()

@@ -1,0 +1,1 @@
+"""Site-wide request checks and response headers (see the README's "Security" section)."""

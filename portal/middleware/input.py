@@ -1,0 +1,72 @@
+"""Requests refused before any view runs: bodies over the size limit and undecodable input."""
+
+import unicodedata
+from urllib.parse import unquote_to_bytes
+
+from django.conf import settings
+from django.shortcuts import render
+from django.template.defaultfilters import filesizeformat
+
+
+def _bad(text):
+    """NUL and other control characters (tab, newline and carriage return aside), or a
+    replacement character left by bytes that were not UTF-8."""
+    return any(
+        ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r") for ch in text
+    )
+
+
+class RequestSizeLimitMiddleware:
+    """413 for a request whose declared body exceeds MAX_REQUEST_BYTES, answered from the
+    Content-Length header before a byte of the body is read or spooled to disk. (A body
+    without Content-Length, chunked, is the front proxy's to limit: client_max_body_size.)"""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.MAX_REQUEST_BYTES
+        try:
+            length = int(request.META.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = 0
+        if length > limit:
+            response = render(
+                request,
+                "413.html",
+                {"limit": filesizeformat(limit), "size": filesizeformat(length)},
+                status=413,
+            )
+            response["Connection"] = "close"  # the unread body is not worth draining
+            return response
+        return self.get_response(request)
+
+
+class RejectUndecodableInputMiddleware:
+    """400 for a query string or form field that is not valid UTF-8 or holds NUL or other
+    control characters: PostgreSQL refuses NUL in text, which would otherwise surface as a
+    500 from whichever query used the value."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        if self._undecodable(request):
+            return render(request, "400.html", {"undecodable": True}, status=400)
+        return self.get_response(request)
+
+    @staticmethod
+    def _undecodable(request):
+        raw = unquote_to_bytes(request.META.get("QUERY_STRING", "").replace("+", " "))
+        try:
+            if _bad(raw.decode("utf-8")):
+                return True
+        except UnicodeDecodeError:
+            return True
+        if request.method == "POST" and request.content_type in (
+            "application/x-www-form-urlencoded", "multipart/form-data"
+        ):
+            for key, values in request.POST.lists():
+                if _bad(key) or any(_bad(value) for value in values):
+                    return True
+        return False

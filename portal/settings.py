@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "portal.audit",
     "portal.cases",
     "portal.reviews",
+    "portal.health",
     "classifier",
 ]
 
@@ -326,14 +327,22 @@ CELERY_TASK_ROUTES = {
     "classifier.tasks.run_prediction_job": {"queue": "inference"},
     "classifier.tasks.run_prediction_chunk": {"queue": "inference"},
     "classifier.tasks.run_training": {"queue": "inference"},
-    "classifier.tasks.make_heatmap": {"queue": "inference"},
+    # Heatmaps have a queue of their own: a page view must never wait behind queued batches.
+    "classifier.tasks.make_heatmap": {"queue": "heatmap"},
 }
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stalled-jobs": {
         "task": "classifier.tasks.sweep_stalled_jobs",
-        "schedule": env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1),
+        "schedule": SWEEP_INTERVAL_SECONDS,
+    },
+    # /healthz reports the scheduler down when this stamp is older than two intervals.
+    "scheduler-heartbeat": {
+        "task": "portal.health.tasks.scheduler_heartbeat",
+        "schedule": SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": SWEEP_INTERVAL_SECONDS},
     },
 }
 
@@ -341,6 +350,8 @@ CELERY_BEAT_SCHEDULE = {
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)
 SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", not DEBUG)
+# Probes reach the health endpoints over plain HTTP inside the deployment's network.
+SECURE_REDIRECT_EXEMPT = [r"^healthz(/live)?$"]
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0 if DEBUG else 31_536_000, minimum=0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", not DEBUG)
 SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", not DEBUG)

@@ -1,10 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
-from portal.health import healthz
+from portal.health import views as health
 
 urlpatterns = [
-    path("healthz", healthz, name="healthz"),
+    path("healthz", health.ready, name="healthz"),
+    path("healthz/live", health.live, name="healthz_live"),
     path("accounts/", include("portal.accounts.urls")),
     path("admin/", admin.site.urls),
     path("reviews/", include("portal.reviews.urls")),

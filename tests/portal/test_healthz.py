@@ -1,45 +1,154 @@
-"""GET /healthz names what is down."""
+"""/healthz/live: the process answers, whatever its dependencies. /healthz: readiness, naming
+what is down (database, broker, workers, scheduler), with details for staff only."""
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
+
+from tests.fixtures.worker import worker_env
 
 BASE_DIR = Path(__file__).resolve().parents[2]
+# What an anonymous caller must never read in a health answer.
+LEAKS = ("127.0.0.1", "localhost", "postgres", "redis", "Error", "refused", "port", "@")
 
 
-@pytest.mark.django_db(transaction=True)
-def test_healthz_is_200_with_database_broker_and_worker_up(client, celery_worker):
+def _start_beat(tmp_path, interval):
+    env = {**worker_env(), "SWEEP_INTERVAL_SECONDS": str(interval)}
+    log = open(tmp_path / "beat.log", "ab")
+    command = [sys.executable, "-m", "celery", "-A", "portal", "beat", "--loglevel", "INFO",
+               "--schedule", str(tmp_path / "beat-schedule")]
+    return subprocess.Popen(command, cwd=BASE_DIR, env=env, stdout=log, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def _stop(process):
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+
+
+def _wait_for_heartbeat(timeout=90):
+    from portal.health.models import Heartbeat
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if Heartbeat.objects.filter(name=Heartbeat.SCHEDULER).exists():
+            return
+        time.sleep(0.3)
+    raise AssertionError("beat's heartbeat never reached the database")
+
+
+def test_healthz_is_200_with_everything_up_and_503_naming_the_scheduler_once_beat_dies(
+    transactional_db, client, client_for, root, celery_worker, settings, tmp_path
+):
+    beat = _start_beat(tmp_path, interval=1)
+    try:
+        _wait_for_heartbeat()
+        response = client.get("/healthz")
+        body = response.json()
+        assert response.status_code == 200, (body, client_for(root).get("/healthz").json())
+        assert body == {
+            "status": "ok", "down": [],
+            "checks": {"database": "ok", "broker": "ok", "workers": "ok", "scheduler": "ok"},
+        }
+        assert socket.gethostname().encode() not in response.content  # no worker names
+        details = client_for(root).get("/healthz").json()["details"]  # staff see who answered
+        assert details["workers"]["workers"] and details["workers"]["queues_without_a_worker"] == []
+    finally:
+        _stop(beat)
+    settings.SWEEP_INTERVAL_SECONDS = 1  # as the beat ran: stale after 2 s without a beat
+    time.sleep(2.5)
     response = client.get("/healthz")
     body = response.json()
-    assert response.status_code == 200, body
-    assert body["status"] == "ok"
-    assert body["checks"]["database"]["ok"]
-    assert body["checks"]["broker"]["ok"]
-    assert body["checks"]["workers"]["workers"]
+    assert response.status_code == 503
+    assert body["down"] == ["scheduler"] and body["checks"]["scheduler"] == "down"
+
+
+@pytest.mark.django_db
+def test_healthz_is_503_naming_the_scheduler_when_its_heartbeat_is_stale(client, settings):
+    from portal.health.models import Heartbeat
+
+    settings.SWEEP_INTERVAL_SECONDS = 60
+    Heartbeat.stamp(Heartbeat.SCHEDULER, timezone.now() - timedelta(seconds=121))
+    body = client.get("/healthz").json()
+    assert "scheduler" in body["down"] and body["checks"]["scheduler"] == "down"
+    Heartbeat.stamp(Heartbeat.SCHEDULER, timezone.now() - timedelta(seconds=100))
+    response = client.get("/healthz")
+    assert response.json()["checks"]["scheduler"] == "ok"
+
+
+@pytest.mark.django_db
+def test_healthz_without_any_heartbeat_yet_reports_the_scheduler_down(client):
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json()["checks"]["scheduler"] == "down"
+
+
+def _run_in_process(env_overrides, code):
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(env_overrides)
+    result = subprocess.run(
+        [sys.executable, "manage.py", "shell", "-c", code],
+        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=90,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result
+
+
+GET_BOTH = (
+    "from django.test import Client; c = Client(); "
+    "live = c.get('/healthz/live'); ready = c.get('/healthz'); "
+    "print(live.status_code); print(live.content.decode()); "
+    "print(ready.status_code); print(ready.content.decode())"
+)
+
+
+def test_liveness_is_200_with_the_database_down_and_readiness_names_it_without_details():
+    """A process whose database (and broker) sit on a port nobody listens on; HTTPS redirect
+    on, as in production (probes come over plain HTTP)."""
+    result = _run_in_process(
+        {
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:1/neuroai",
+            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+            "SECURE_SSL_REDIRECT": "true",
+        },
+        GET_BOTH,
+    )
+    live_status, live_body, ready_status, ready_body = result.stdout.strip().splitlines()[-4:]
+    assert live_status == "200", result.stdout + result.stderr
+    assert json.loads(live_body) == {"status": "ok"}
+    assert ready_status == "503"
+    body = json.loads(ready_body)
+    assert body["status"] == "down" and "database" in body["down"] and "details" not in body
+    assert set(body["checks"].values()) == {"down"}
+    for leak in LEAKS:
+        assert leak not in ready_body, f"anonymous /healthz shows {leak!r}: {ready_body}"
+    assert "OperationalError" in result.stderr  # the details go to the log instead
 
 
 def test_healthz_is_503_naming_the_broker_when_it_points_at_a_closed_port():
-    """A separate process whose settings point the broker at a port nobody listens on."""
-    code = (
-        "import json; from django.test import Client; r = Client().get('/healthz'); "
-        "print(r.status_code); print(r.content.decode())"
+    result = _run_in_process(
+        {
+            "CELERY_BROKER_URL": "redis://127.0.0.1:1/0",
+            "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+        },
+        GET_BOTH,
     )
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
-    env.update(
-        CELERY_BROKER_URL="redis://127.0.0.1:1/0",
-        DATABASE_URL="postgres://postgres@127.0.0.1:5432/postgres",
-    )
-    result = subprocess.run(
-        [sys.executable, "manage.py", "shell", "-c", code],
-        cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=60,
-    )
-    status, body = result.stdout.strip().splitlines()[-2:]
-    body = json.loads(body)
-    assert status == "503", result.stdout + result.stderr
-    assert "broker" in body["down"]
-    assert "workers" in body["down"]
-    assert body["checks"]["database"]["ok"]
+    ready_status, ready_body = result.stdout.strip().splitlines()[-2:]
+    body = json.loads(ready_body)
+    assert ready_status == "503", result.stdout + result.stderr
+    assert "broker" in body["down"] and "workers" in body["down"]
+    assert body["checks"]["database"] == "ok"
+    for leak in LEAKS:
+        assert leak not in ready_body, f"anonymous /healthz shows {leak!r}: {ready_body}"

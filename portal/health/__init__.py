@@ -1,0 +1,1 @@
+"""Health endpoints (/healthz/live, /healthz) and the scheduler's heartbeat."""

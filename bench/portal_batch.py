@@ -162,7 +162,7 @@ def start_worker(data_dir):
     app.control.purge()
     log = open(data_dir / "worker.log", "ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "inference,default",
+        [sys.executable, "-m", "celery", "-A", "portal", "worker", "-Q", "inference,default,heatmap",
          "--concurrency", "1", "--pool", "prefork", "--loglevel", "WARNING", "-n", "bench@%h"],
         cwd=BASE_DIR, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,

@@ -63,30 +63,46 @@ def run_training(self, run_id):
     return run.status if run is not None else None
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, max_retries=0)
+# Not re-delivered when its worker dies: a drawing that kills the worker (out of memory)
+# must not loop. The prediction stays "queued" and the next page view after
+# classifier.heatmaps.REQUEST_STALE_AFTER asks again.
+@shared_task(acks_late=True, reject_on_worker_lost=False, max_retries=0)
 def make_heatmap(prediction_id, storage_name):
     """Grad-CAM of one prediction, by the model version that made it, saved privately.
 
     Runs in the worker so that web processes never load TensorFlow or a model. A
     prediction never changes, so neither does its heatmap: a second call does nothing.
-    """
+    The outcome is recorded on the prediction (ready, or failed with the reason)."""
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    if default_storage.exists(storage_name):
-        return
+    from classifier.heatmaps import mark_failed, mark_ready
+
     prediction = Prediction.objects.select_related("scan", "model_version").filter(
         public_id=prediction_id
     ).first()
     if prediction is None or prediction.error:
         return
-    with prediction.scan.file.open("rb") as handle:
-        data = handle.read()
-    png = load_model(prediction.model_version).gradcam_png(data)
-    if default_storage.get_available_name(storage_name) != storage_name:
-        return  # drawn by another worker meanwhile
+    if default_storage.exists(storage_name):
+        mark_ready(prediction.pk)
+        return
     try:
-        default_storage.save(storage_name, ContentFile(png))
-    except OSError:  # e.g. disk full: never leave a truncated heatmap to be served
-        default_storage.delete(storage_name)
-        raise
+        with prediction.scan.file.open("rb") as handle:
+            data = handle.read()
+    except (OSError, ValueError):
+        log.warning("heatmap of prediction %s: the scan file is missing", prediction_id)
+        mark_failed(prediction.pk, "The scan image is no longer available.")
+        return
+    try:
+        png = load_model(prediction.model_version).gradcam_png(data)
+        if default_storage.get_available_name(storage_name) == storage_name:  # else drawn meanwhile
+            try:
+                default_storage.save(storage_name, ContentFile(png))
+            except OSError:  # e.g. disk full: never leave a truncated heatmap to be served
+                default_storage.delete(storage_name)
+                raise
+    except Exception:  # SoftTimeLimitExceeded included: record it, never leave it queued
+        log.exception("heatmap of prediction %s could not be drawn", prediction_id)
+        mark_failed(prediction.pk, "The heatmap could not be drawn.")
+        return
+    mark_ready(prediction.pk)

@@ -105,7 +105,7 @@ def start(args):
     say(f"portal on http://127.0.0.1:{port}/  (Ctrl-C or SIGTERM stops the web server and the worker)")
     say(f"the demo login is also in {DATA_DIR / 'demo-login.txt'}")
     celery = [str(VENV / "bin" / "celery"), "-A", "portal", "worker", "--beat",
-              "-Q", "inference,default", "--concurrency", "1", "--loglevel", "INFO",
+              "-Q", "inference,default,heatmap", "--concurrency", "1", "--loglevel", "INFO",
               "--schedule", str(DATA_DIR / "celerybeat-schedule")]
     web = [str(PYTHON), str(BASE_DIR / "manage.py"), "runserver", "--noreload", f"127.0.0.1:{port}"]
     processes = [subprocess.Popen(celery, env=env, cwd=BASE_DIR),

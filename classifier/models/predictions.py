@@ -17,6 +17,13 @@ NOT_ASSESSED_TEXT = (
 )
 
 
+class HeatmapState(models.TextChoices):
+    NONE = "none", "Not requested"
+    QUEUED = "queued", "Queued"
+    READY = "ready", "Ready"
+    FAILED = "failed", "Failed"
+
+
 class Prediction(models.Model):
     public_id = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, help_text="The id used in URLs."
@@ -46,6 +53,13 @@ class Prediction(models.Model):
         default=1, help_text="The job's round that made it (failed scans can be re-run)."
     )
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+    # The Grad-CAM drawing of this prediction (the prediction itself is never edited); moved
+    # by classifier/heatmaps.py with compare-and-set updates, so it is requested once.
+    heatmap_state = models.CharField(
+        max_length=8, choices=HeatmapState.choices, default=HeatmapState.NONE
+    )
+    heatmap_requested_at = models.DateTimeField(null=True, blank=True)
+    heatmap_error = models.CharField(max_length=300, blank=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]

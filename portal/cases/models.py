@@ -66,6 +66,7 @@ class Batch(models.Model):
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "batches"
+        indexes = [models.Index(fields=["case", "-created_at"], name="batch_case_newest")]
 
     def __str__(self):
         return f"Batch of {self.files_received} for {self.case}"
@@ -111,6 +112,11 @@ class Scan(models.Model):
 
     class Meta:
         ordering = ["batch", "position"]
+        indexes = [
+            # The case page (newest first) and the review history (oldest first) page through these.
+            models.Index(fields=["case", "status", "created_at", "position"], name="scan_case_status_created"),
+            models.Index(fields=["batch", "position"], name="scan_batch_position"),
+        ]
         constraints = [
             models.UniqueConstraint(
                 fields=["case", "sha256"],

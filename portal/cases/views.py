@@ -359,11 +359,27 @@ def _stored_scan(user, scan_id):
     return scan
 
 
+def _file_exists(name):
+    try:
+        return default_storage.exists(name)
+    except OSError:
+        return False
+
+
+def _image_gone(request, scan):
+    """The scan's row is there but its file is not: say so plainly (410), never a 500 or a
+    page that waits forever."""
+    response = render(request, "cases/image_gone.html", {"scan": scan, "case": scan.case}, status=410)
+    return _private(response)
+
+
 @login_required
 @require_GET
 def scan_image(request, scan_id):
     """The stored file, to members of the scan's clinic only; every view is audited."""
     scan = _stored_scan(request.user, scan_id)
+    if not _file_exists(scan.file.name):
+        return _image_gone(request, scan)
     record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic)
     content_type = CONTENT_TYPES.get(scan.format, "application/octet-stream")
     extension = mimetypes.guess_extension(content_type) or ""
@@ -374,9 +390,11 @@ def scan_image(request, scan_id):
         response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + scan.file.name
         response["Content-Disposition"] = f'inline; filename="{filename}"'
         return _private(response)
-    response = FileResponse(
-        scan.file.open("rb"), content_type=content_type, filename=filename, as_attachment=False
-    )
+    try:
+        handle = scan.file.open("rb")
+    except FileNotFoundError:  # removed between the check and the open
+        return _image_gone(request, scan)
+    response = FileResponse(handle, content_type=content_type, filename=filename, as_attachment=False)
     return _private(response)
 
 
@@ -399,16 +417,22 @@ def make_thumbnail(data):
 @login_required
 @require_GET
 def scan_thumbnail(request, scan_id):
-    """A small JPEG of the scan, made once and kept in the same private storage."""
+    """A small JPEG of the scan, made once and kept in the same private storage. A scan whose
+    file has gone has no thumbnail either (the copy is not shown in its place)."""
     scan = _stored_scan(request.user, scan_id)
+    if not _file_exists(scan.file.name):
+        return _image_gone(request, scan)
     record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic, variant="thumbnail")
     name = thumbnail_name(scan)
     if default_storage.exists(name):
         with default_storage.open(name, "rb") as handle:
             data = handle.read()
     else:
-        with scan.file.open("rb") as handle:
-            data = make_thumbnail(handle.read())
+        try:
+            with scan.file.open("rb") as handle:
+                data = make_thumbnail(handle.read())
+        except FileNotFoundError:
+            return _image_gone(request, scan)
         try:
             default_storage.save(name, ContentFile(data))
         except OSError:  # a cache miss next time, nothing worse; never a truncated thumbnail
@@ -420,24 +444,49 @@ def scan_thumbnail(request, scan_id):
     return _private(HttpResponse(data, content_type="image/jpeg"))
 
 
+def heatmap_name(prediction):
+    scan = prediction.scan
+    return f"heatmaps/{scan.case.clinic_id}/{scan.case_id}/{prediction.public_id}.png"
+
+
 @login_required
-@require_GET
+@require_http_methods(["GET", "POST"])
 def prediction_heatmap(request, prediction_id):
     """Grad-CAM of one prediction: where the model looked (made by the model version that
-    made the prediction). The worker draws it once; until then this page says so and
-    refreshes itself."""
-    from classifier.tasks import make_heatmap
+    made the prediction). The worker draws it once (``classifier.heatmaps``): while it is
+    queued this page answers 202 and refreshes itself; a failed drawing says so, and a POST
+    asks for it again."""
+    from classifier.heatmaps import mark_ready, request_heatmap
+    from classifier.models import HeatmapState
 
     prediction = access.get_prediction_for(request.user, prediction_id)
     scan = prediction.scan
     if prediction.error or not scan.file:
         raise Http404("This prediction has no heatmap.")
+    if not _file_exists(scan.file.name):
+        return _image_gone(request, scan)
+    name = heatmap_name(prediction)
+    if request.method == "POST":
+        request_heatmap(prediction, name, retry=True)
+        return redirect("cases:heatmap", prediction_id=prediction.public_id)
     record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic, heatmap=str(prediction.public_id))
-    name = f"heatmaps/{scan.case.clinic_id}/{scan.case_id}/{prediction.public_id}.png"
-    if default_storage.exists(name):  # a prediction never changes, nor does its heatmap
-        with default_storage.open(name, "rb") as handle:
-            return _private(HttpResponse(handle.read(), content_type="image/png"))
-    make_heatmap.delay(str(prediction.public_id), name)
+    # A prediction never changes, nor does its heatmap: a stored file is served whatever the
+    # state says (e.g. drawn before states were recorded).
+    if prediction.heatmap_state == HeatmapState.READY or _file_exists(name):
+        try:
+            with default_storage.open(name, "rb") as handle:
+                data = handle.read()
+        except FileNotFoundError:  # marked ready, but the file was removed: draw it again
+            request_heatmap(prediction, name, redraw=True)
+        else:
+            if prediction.heatmap_state != HeatmapState.READY:
+                mark_ready(prediction.pk)
+            return _private(HttpResponse(data, content_type="image/png"))
+    if prediction.heatmap_state != HeatmapState.FAILED:
+        request_heatmap(prediction, name)
+    if prediction.heatmap_state == HeatmapState.FAILED:
+        response = render(request, "cases/heatmap_failed.html", {"prediction": prediction})
+        return _private(response)
     response = render(request, "cases/heatmap_pending.html", {"prediction": prediction}, status=202)
     return _private(response)
 

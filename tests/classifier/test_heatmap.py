@@ -51,3 +51,116 @@ def test_failed_prediction_has_no_heatmap(transactional_db, client_for, clinic_a
     )
     url = reverse("cases:heatmap", kwargs={"prediction_id": failed.public_id})
     assert client_for(alice).get(url).status_code == 404
+
+
+def _waiting(queue):
+    from portal.celery import app
+
+    with app.connection_for_read() as conn:  # kombu adds CELERY_BROKER_KEY_PREFIX itself
+        return conn.default_channel.client.llen(queue)
+
+
+@pytest.fixture
+def heatmap_queue_not_consumed():
+    """No worker reads the heatmap queue during the test (a session worker may be running):
+    messages stay countable on Redis."""
+    from portal.celery import app
+
+    replies = app.control.cancel_consumer("heatmap", reply=True, timeout=2.0)
+    yield
+    if replies:
+        app.control.add_consumer("heatmap", reply=True, timeout=2.0)
+
+
+def _finished_prediction(clinic, user, model_version, ref, **fields):
+    from classifier.models import Prediction, PredictionJob
+
+    batch, jobs = make_batch(clinic, user, 1, ref=ref, size=(64, 64))
+    return Prediction.objects.create(
+        scan=batch.scans.get(), model_version=model_version, job=PredictionJob.objects.get(pk=jobs[0].pk),
+        probability=0.8, label="tumor", threshold=0.5, **fields,
+    )
+
+
+def test_many_gets_of_a_pending_heatmap_queue_exactly_one_task(
+    transactional_db, heatmap_queue_not_consumed, client_for, clinic_a, alice, vgg16_model
+):
+    """The page refreshes every 2 s and several people may have it open: 20 concurrent GETs
+    and 10 more after them put one message on the heatmap queue, and none on inference."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connection
+    from django.test import Client
+
+    from classifier.models import HeatmapState
+
+    prediction = _finished_prediction(clinic_a, alice, vgg16_model, "P-HEAT-ONCE")
+    url = reverse("cases:heatmap", kwargs={"prediction_id": prediction.public_id})
+    before_heatmap, before_inference = _waiting("heatmap"), _waiting("inference")
+
+    def get(_):
+        try:
+            client = Client()
+            client.force_login(alice)
+            return client.get(url).status_code
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        statuses = list(pool.map(get, range(20)))
+    statuses += [client_for(alice).get(url).status_code for _ in range(10)]
+    assert statuses == [202] * 30
+    assert _waiting("heatmap") - before_heatmap == 1
+    assert _waiting("inference") == before_inference
+    prediction.refresh_from_db()
+    assert prediction.heatmap_state == HeatmapState.QUEUED
+
+
+def test_a_queued_request_gone_stale_is_sent_once_more(
+    transactional_db, heatmap_queue_not_consumed, client_for, clinic_a, alice, vgg16_model
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.heatmaps import REQUEST_STALE_AFTER
+    from classifier.models import HeatmapState
+
+    prediction = _finished_prediction(
+        clinic_a, alice, vgg16_model, "P-HEAT-STALE", heatmap_state=HeatmapState.QUEUED,
+        heatmap_requested_at=timezone.now() - REQUEST_STALE_AFTER - timedelta(seconds=1),
+    )
+    url = reverse("cases:heatmap", kwargs={"prediction_id": prediction.public_id})
+    before = _waiting("heatmap")
+    for _ in range(3):
+        assert client_for(alice).get(url).status_code == 202
+    assert _waiting("heatmap") - before == 1
+
+
+def test_a_failed_drawing_is_shown_as_failed_and_retried_only_on_request(
+    transactional_db, celery_worker, client_for, clinic_a, alice, vgg16_model
+):
+    """The stored file cannot be decoded any more (damaged after the prediction): the worker
+    records the failure and the page says so instead of refreshing forever."""
+    from classifier.models import HeatmapState
+
+    prediction = _finished_prediction(clinic_a, alice, vgg16_model, "P-HEAT-FAIL")
+    with open(prediction.scan.file.path, "r+b") as handle:
+        handle.truncate(40)
+    client = client_for(alice)
+    url = reverse("cases:heatmap", kwargs={"prediction_id": prediction.public_id})
+    first, last = _get_when_ready(client, url, timeout=120)
+    assert first.status_code == 202
+    assert last.status_code == 200, celery_worker.log()
+    assert b"could not be drawn" in last.content and b"http-equiv" not in last.content
+    prediction.refresh_from_db()
+    assert prediction.heatmap_state == HeatmapState.FAILED and prediction.heatmap_error
+    assert client.get(url).status_code == 200  # still failed: a GET does not queue it again
+    prediction.refresh_from_db()
+    assert prediction.heatmap_state == HeatmapState.FAILED
+    failed_request_at = prediction.heatmap_requested_at
+
+    retry = client.post(url, {"csrfmiddlewaretoken": client.cookies["csrftoken"].value})
+    assert retry.status_code == 302
+    prediction.refresh_from_db()
+    assert prediction.heatmap_requested_at > failed_request_at  # asked again, once

@@ -53,7 +53,7 @@ def test_services_run_the_programs_the_project_defines():
     assert {"postgres", "redis", "migrate", "web", "worker", "beat"} <= set(services)
     assert "portal.wsgi:application" in services["web"]["command"]
     assert services["worker"]["command"][:4] == ["celery", "-A", "portal", "worker"]
-    assert "inference,default" in services["worker"]["command"]
+    assert "inference,default,heatmap" in services["worker"]["command"]
     migrate_step = " ".join(services["migrate"]["command"])
     assert "manage.py migrate --noinput && python manage.py install_shipped_models" in migrate_step
     for name in ("postgres", "redis", "web", "worker"):
@@ -64,3 +64,19 @@ def test_readme_documents_every_settings_variable():
     readme = (BASE_DIR / "README.md").read_text()
     missing = sorted(name for name in settings_variables() if f"`{name}`" not in readme)
     assert not missing, f"README's settings table lacks {missing}"
+
+
+def test_every_worker_command_consumes_every_queue_tasks_are_sent_to():
+    """A routed queue nobody consumes piles up silently (e.g. heatmaps pending forever)."""
+    from portal.health.checks import required_queues
+
+    wanted = set(required_queues())
+    assert {"inference", "default", "heatmap"} <= wanted
+    command = yaml.safe_load(COMPOSE.read_text())["services"]["worker"]["command"]
+    found = {"docker-compose.yml worker": command[command.index("-Q") + 1]}
+    for path in ("portal/bootstrap.py", "tests/fixtures/worker.py"):
+        found[path] = re.search(r'"-Q", "([a-z,]+)"', (BASE_DIR / path).read_text()).group(1)
+    for index, queues in enumerate(re.findall(r"worker -Q ([a-z,]+)", (BASE_DIR / "README.md").read_text())):
+        found[f"README worker command {index + 1}"] = queues
+    for where, queues in found.items():
+        assert wanted <= set(queues.split(",")), f"{where} consumes {queues}, not all of {sorted(wanted)}"

@@ -80,3 +80,34 @@ def test_other_clinic_gets_404_for_images(client_for, mallory, scans):
     for scan in scans.values():
         for name in ("cases:scan_image", "cases:scan_thumbnail", "cases:scan"):
             assert client_for(mallory).get(reverse(name, kwargs={"scan_id": scan.pk})).status_code == 404
+
+
+def test_a_scan_whose_file_has_gone_answers_410_for_image_thumbnail_and_heatmap(
+    client_for, alice, scans, vgg16_model
+):
+    """The row stays (nothing is lost from the record) but the file was removed from
+    storage: a plain "no longer available" page, never a 500 or a heatmap pending forever;
+    the thumbnail made earlier is not shown in its place."""
+    from classifier.models import HeatmapState, Prediction, PredictionJob
+
+    scan = scans["a.jpg"]
+    thumbnail_url = reverse("cases:scan_thumbnail", kwargs={"scan_id": scan.pk})
+    assert client_for(alice).get(thumbnail_url).status_code == 200  # cached before the loss
+    prediction = Prediction.objects.create(
+        scan=scan, model_version=vgg16_model, job=PredictionJob.objects.get(batch=scan.batch),
+        probability=0.7, label="tumor", threshold=0.5,
+    )
+    scan.file.storage.delete(scan.file.name)
+    urls = [
+        reverse("cases:scan_image", kwargs={"scan_id": scan.pk}),
+        thumbnail_url,
+        reverse("cases:heatmap", kwargs={"prediction_id": prediction.public_id}),
+    ]
+    for url in urls:
+        response = client_for(alice).get(url)
+        assert response.status_code == 410, url
+        assert b"Image no longer available" in response.content, url
+        assert response["Cache-Control"] == "private, no-store"
+    prediction.refresh_from_db()
+    assert prediction.heatmap_state == HeatmapState.NONE  # nothing was queued for it
+    assert client_for(alice).get(reverse("cases:scan", kwargs={"scan_id": scan.pk})).status_code == 200

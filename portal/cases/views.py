@@ -15,7 +15,7 @@ from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
+from django.db.models import Count
 from django.http import FileResponse, Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
@@ -39,6 +39,8 @@ THUMBNAIL_SIZE = 160
 CASES_PER_PAGE = 25
 SCANS_PER_PAGE = 60
 HISTORY_PER_PAGE = 100
+BATCHES_PER_PAGE = 20
+RESULTS_PER_PAGE = 100  # a batch page's scans (a batch holds up to UPLOAD_MAX_FILES)
 SEARCHES_KEPT = 20  # per session; older search tokens expire
 
 log = logging.getLogger(__name__)
@@ -65,9 +67,7 @@ def _start_search(request):
 def case_list(request):
     if request.method == "POST":
         return _start_search(request)
-    cases = access.cases_for(request.user).select_related("clinic").annotate(
-        scan_count=Count("scans", filter=Q(scans__status=Scan.Status.ACCEPTED), distinct=True)
-    )
+    cases = access.cases_for(request.user).select_related("clinic")
     token = request.GET.get("s", "")
     query = request.session.get("case_searches", {}).get(token, "") if token else ""
     if token and not query:
@@ -75,8 +75,15 @@ def case_list(request):
         token = ""
     if query:
         cases = cases.filter(patient_ref__icontains=query)
-    cases = cases.order_by("-last_activity_at", "-created_at")
+    cases = cases.order_by("-last_activity_at", "-created_at", "id")
     page = Paginator(cases, CASES_PER_PAGE).get_page(request.GET.get("page"))
+    # Scans are counted for the cases of this page only, not for every case of the clinic.
+    counts = dict(
+        Scan.objects.filter(case__in=[case.pk for case in page], status=Scan.Status.ACCEPTED)
+        .order_by().values("case").annotate(n=Count("id")).values_list("case", "n")
+    )
+    for case in page:
+        case.scan_count = counts.get(case.pk, 0)
     can_create = clinics_where(request.user, CAN_UPLOAD).exists()
     return render(
         request,
@@ -123,7 +130,7 @@ def case_detail(request, case_id):
 
 
 def _render_case(request, case, upload_form, status=200):
-    scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position")
+    scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position", "id")
     scan_page = Paginator(scans, SCANS_PER_PAGE).get_page(request.GET.get("scans"))
     history = (
         Prediction.objects.filter(scan__case=case)
@@ -132,12 +139,17 @@ def _render_case(request, case, upload_form, status=200):
         .order_by("-created_at", "-id")
     )
     history_page = Paginator(history, HISTORY_PER_PAGE).get_page(request.GET.get("history"))
-    batches = case.batches.select_related("uploaded_by").prefetch_related("prediction_jobs__model_version")
+    batches = (
+        case.batches.select_related("uploaded_by")
+        .prefetch_related("prediction_jobs__model_version")
+        .order_by("-created_at", "id")
+    )
+    batch_page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("uploads"))
     context = {
         "case": case,
         "scan_page": scan_page,
         "history_page": history_page,
-        "batches": batches[:20],
+        "batch_page": batch_page,
         "upload_form": upload_form,
         "can_upload": has_role(request.user, case.clinic, CAN_UPLOAD),
         "can_review": has_role(request.user, case.clinic, CAN_REVIEW),
@@ -237,17 +249,24 @@ def batch_detail(request, batch_id):
     batch = access.get_batch_for(request.user, batch_id)
     record(request, AuditEvent.Action.BATCH_VIEW, obj=batch, clinic=batch.case.clinic)
     jobs = _batch_jobs(batch)
-    scans = list(batch.scans.select_related("duplicate_of__batch").order_by("position"))
-    accepted = [scan for scan in scans if scan.status == Scan.Status.ACCEPTED]
+    accepted = batch.scans.filter(status=Scan.Status.ACCEPTED).order_by("position", "id")
+    result_page = Paginator(accepted, RESULTS_PER_PAGE).get_page(request.GET.get("results"))
+    not_accepted = (
+        batch.scans.exclude(status=Scan.Status.ACCEPTED)
+        .select_related("duplicate_of")
+        .order_by("position", "id")
+    )
+    rejected_page = Paginator(not_accepted, RESULTS_PER_PAGE).get_page(request.GET.get("rejected"))
+    page_scans = list(result_page)
     predictions = {}
-    attempts = Prediction.objects.filter(scan__batch=batch).select_related("model_version")
+    attempts = Prediction.objects.filter(scan__in=page_scans).select_related("model_version")
     for prediction in attempts.order_by("created_at", "id"):
         key = (prediction.scan_id, prediction.model_version_id)
         if key not in predictions or predictions[key].error:  # a result beats any failed attempt
             predictions[key] = prediction
     rows = [
         {"scan": scan, "cells": [predictions.get((scan.pk, job.model_version_id)) for job in jobs]}
-        for scan in accepted
+        for scan in page_scans
     ]
     missing = {
         arch: version for arch, version in active_versions().items()
@@ -258,9 +277,10 @@ def batch_detail(request, batch_id):
         "case": batch.case,
         "jobs": jobs,
         "rows": rows,
-        "not_accepted": [scan for scan in scans if scan.status != Scan.Status.ACCEPTED],
+        "result_page": result_page,
+        "rejected_page": rejected_page,
         "all_finished": all(job.is_finished for job in jobs),
-        "predict_form": PredictForm(choices=model_choices(missing)) if missing and accepted else None,
+        "predict_form": PredictForm(choices=model_choices(missing)) if missing and result_page.paginator.count else None,
         "show_admin_errors": request.user.is_superuser,
         "failed_rows": [row for row in rows if any(cell and cell.error for cell in row["cells"])],
         "can_rerun": has_role(request.user, batch.case.clinic, CAN_UPLOAD)

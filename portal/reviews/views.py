@@ -176,34 +176,38 @@ def _save_review(request, prediction, data):
     return created
 
 
+HISTORY_SCANS_PER_PAGE = 25
+
+
 @login_required
 def case_history(request, case_id):
-    """Every prediction of the case's scans with every reviewer's verdict, oldest first."""
+    """Every prediction of the case's scans with every reviewer's verdict, oldest scan first,
+    a page of scans at a time (the CSV export has them all)."""
     case = get_case_for(request.user, case_id, CAN_UPLOAD)
-    scans = case.scans.filter(status="accepted").order_by("created_at", "position")
+    scans = case.scans.filter(status="accepted").order_by("created_at", "position", "id")
+    page = Paginator(scans, HISTORY_SCANS_PER_PAGE).get_page(request.GET.get("page"))
+    by_scan = {scan.pk: {"scan": scan, "predictions": [], "reviews": []} for scan in page}
     predictions = (
-        Prediction.objects.filter(scan__case=case)
+        Prediction.objects.filter(scan__in=list(by_scan))
         .select_related("model_version")
-        .order_by("model_version__architecture", "model_version__version")
+        .order_by("model_version__architecture", "model_version__version", "id")
     )
     reviews = (
-        Review.objects.filter(scan__case=case)
+        Review.objects.filter(scan__in=list(by_scan))
         .select_related("reviewer", "prediction__model_version")
         .order_by("created_at", "id")
     )
-    by_scan = {scan.pk: {"scan": scan, "predictions": [], "reviews": []} for scan in scans}
     for prediction in predictions:
-        if prediction.scan_id in by_scan:
-            by_scan[prediction.scan_id]["predictions"].append(prediction)
+        by_scan[prediction.scan_id]["predictions"].append(prediction)
     for item in reviews:
-        if item.scan_id in by_scan:
-            by_scan[item.scan_id]["reviews"].append(item)
+        by_scan[item.scan_id]["reviews"].append(item)
     record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic, page="review history")
     return render(
         request,
         "reviews/case_history.html",
         {
             "case": case,
+            "page": page,
             "rows": list(by_scan.values()),
             "can_review": clinics_where(request.user, CAN_REVIEW).filter(pk=case.clinic_id).exists(),
         },

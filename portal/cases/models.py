@@ -114,7 +114,9 @@ class Scan(models.Model):
         ordering = ["batch", "position"]
         indexes = [
             # The case page (newest first) and the review history (oldest first) page through these.
-            models.Index(fields=["case", "status", "created_at", "position"], name="scan_case_status_created"),
+            models.Index(
+                fields=["case", "status", "created_at", "position", "id"], name="scan_case_status_created"
+            ),
             models.Index(fields=["batch", "position"], name="scan_batch_position"),
         ]
         constraints = [

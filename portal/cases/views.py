@@ -38,7 +38,7 @@ CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 THUMBNAIL_SIZE = 160
 CASES_PER_PAGE = 25
 SCANS_PER_PAGE = 60
-HISTORY_PER_PAGE = 100
+HISTORY_PER_PAGE = 50
 BATCHES_PER_PAGE = 20
 RESULTS_PER_PAGE = 100  # a batch page's scans (a batch holds up to UPLOAD_MAX_FILES)
 SEARCHES_KEPT = 20  # per session; older search tokens expire
@@ -130,7 +130,7 @@ def case_detail(request, case_id):
 
 
 def _render_case(request, case, upload_form, status=200):
-    scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position", "id")
+    scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position", "-id")
     scan_page = Paginator(scans, SCANS_PER_PAGE).get_page(request.GET.get("scans"))
     history = (
         Prediction.objects.filter(scan__case=case)
@@ -142,7 +142,7 @@ def _render_case(request, case, upload_form, status=200):
     batches = (
         case.batches.select_related("uploaded_by")
         .prefetch_related("prediction_jobs__model_version")
-        .order_by("-created_at", "id")
+        .order_by("-created_at", "-id")
     )
     batch_page = Paginator(batches, BATCHES_PER_PAGE).get_page(request.GET.get("uploads"))
     context = {

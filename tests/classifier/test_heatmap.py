@@ -92,8 +92,6 @@ def test_many_gets_of_a_pending_heatmap_queue_exactly_one_task(
     from django.db import connection
     from django.test import Client
 
-    from classifier.models import HeatmapState
-
     prediction = _finished_prediction(clinic_a, alice, vgg16_model, "P-HEAT-ONCE")
     url = reverse("cases:heatmap", kwargs={"prediction_id": prediction.public_id})
     before_heatmap, before_inference = _waiting("heatmap"), _waiting("inference")
@@ -112,6 +110,8 @@ def test_many_gets_of_a_pending_heatmap_queue_exactly_one_task(
     assert statuses == [202] * 30
     assert _waiting("heatmap") - before_heatmap == 1
     assert _waiting("inference") == before_inference
+    from classifier.models import HeatmapState
+
     prediction.refresh_from_db()
     assert prediction.heatmap_state == HeatmapState.QUEUED
 
@@ -142,8 +142,6 @@ def test_a_failed_drawing_is_shown_as_failed_and_retried_only_on_request(
 ):
     """The stored file cannot be decoded any more (damaged after the prediction): the worker
     records the failure and the page says so instead of refreshing forever."""
-    from classifier.models import HeatmapState
-
     prediction = _finished_prediction(clinic_a, alice, vgg16_model, "P-HEAT-FAIL")
     with open(prediction.scan.file.path, "r+b") as handle:
         handle.truncate(40)
@@ -153,6 +151,8 @@ def test_a_failed_drawing_is_shown_as_failed_and_retried_only_on_request(
     assert first.status_code == 202
     assert last.status_code == 200, celery_worker.log()
     assert b"could not be drawn" in last.content and b"http-equiv" not in last.content
+    from classifier.models import HeatmapState
+
     prediction.refresh_from_db()
     assert prediction.heatmap_state == HeatmapState.FAILED and prediction.heatmap_error
     assert client.get(url).status_code == 200  # still failed: a GET does not queue it again

@@ -88,7 +88,7 @@ def test_a_scan_whose_file_has_gone_answers_410_for_image_thumbnail_and_heatmap(
     """The row stays (nothing is lost from the record) but the file was removed from
     storage: a plain "no longer available" page, never a 500 or a heatmap pending forever;
     the thumbnail made earlier is not shown in its place."""
-    from classifier.models import HeatmapState, Prediction, PredictionJob
+    from classifier.models import Prediction, PredictionJob
 
     scan = scans["a.jpg"]
     thumbnail_url = reverse("cases:scan_thumbnail", kwargs={"scan_id": scan.pk})
@@ -108,6 +108,8 @@ def test_a_scan_whose_file_has_gone_answers_410_for_image_thumbnail_and_heatmap(
         assert response.status_code == 410, url
         assert b"Image no longer available" in response.content, url
         assert response["Cache-Control"] == "private, no-store"
+    from classifier.models import HeatmapState
+
     prediction.refresh_from_db()
     assert prediction.heatmap_state == HeatmapState.NONE  # nothing was queued for it
     assert client_for(alice).get(reverse("cases:scan", kwargs={"scan_id": scan.pk})).status_code == 200

@@ -243,6 +243,31 @@ def _job_json(job):
     }
 
 
+def _failed_rows(batch, jobs):
+    """Every scan of the batch (not only the page's) that a model could not analyse and that
+    has no result from it: the failed attempts alone, so the list is as long as the failures."""
+    from django.db.models import Exists, OuterRef
+
+    has_result = Prediction.objects.filter(
+        scan=OuterRef("scan"), model_version=OuterRef("model_version"), error=""
+    )
+    failures = (
+        Prediction.objects.filter(scan__batch=batch, scan__status=Scan.Status.ACCEPTED)
+        .exclude(error="")
+        .filter(~Exists(has_result))
+        .select_related("scan", "model_version")
+        .order_by("scan__position", "created_at", "id")
+    )
+    rows = {}
+    for prediction in failures:  # the latest attempt per scan and model is kept
+        row = rows.setdefault(prediction.scan_id, {"scan": prediction.scan, "cells": {}})
+        row["cells"][prediction.model_version_id] = prediction
+    return [
+        {"scan": row["scan"], "cells": [row["cells"].get(job.model_version_id) for job in jobs]}
+        for row in rows.values()
+    ]
+
+
 @login_required
 @require_GET
 def batch_detail(request, batch_id):
@@ -282,7 +307,7 @@ def batch_detail(request, batch_id):
         "all_finished": all(job.is_finished for job in jobs),
         "predict_form": PredictForm(choices=model_choices(missing)) if missing and result_page.paginator.count else None,
         "show_admin_errors": request.user.is_superuser,
-        "failed_rows": [row for row in rows if any(cell and cell.error for cell in row["cells"])],
+        "failed_rows": _failed_rows(batch, jobs),
         "can_rerun": has_role(request.user, batch.case.clinic, CAN_UPLOAD)
         and any(job.status in RERUNNABLE and job.failed for job in jobs),
         "can_review": has_role(request.user, batch.case.clinic, CAN_REVIEW),

@@ -10,7 +10,7 @@ temporary data directory, migrates, and seeds one clinic with bulk inserts:
   * one case with ``--big-scans`` scans and two model versions: 2 x 10,000 = 20,000
     predictions by default, a quarter of them reviewed;
   * ``--other-cases`` (100) further cases of 20 scans with one prediction each;
-  * ``--users`` clinic admins (every role), one per simulated user.
+  * ``--users`` reviewers (they may open every page measured), one per simulated user.
 
 Then it starts gunicorn (``--workers`` sync workers, as in docker-compose.yml) on loopback,
 logs every user in through the login form, and has them all request pages back to back for
@@ -163,7 +163,7 @@ def seed(args):
     User = get_user_model()
     hashed = make_password(PASSWORD)
     users = User.objects.bulk_create(User(username=f"user{i:02d}", password=hashed) for i in range(args.users))
-    Membership.objects.bulk_create(Membership(user=u, clinic=clinic, role="admin") for u in users)
+    Membership.objects.bulk_create(Membership(user=u, clinic=clinic, role="reviewer") for u in users)
     versions = [
         ModelVersion.objects.create(architecture=arch, version="load", artifact_path=f"{arch}/load",
                                     artifact_sha256="0" * 64, metadata={}, threshold=0.5, is_active=True)

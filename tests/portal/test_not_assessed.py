@@ -89,15 +89,16 @@ def test_export_says_not_assessed_rather_than_an_empty_label(results, client_for
 
 
 def test_the_worker_stores_the_gate_fields_of_each_result(clinic_a, alice):
-    from classifier.models import JobStatus, Prediction, PredictionJob
+    from classifier.models import JobStatus, Prediction, PredictionChunk, PredictionJob
     from classifier.prediction_run import _save
     from ml.engine import ImagePrediction
 
     version = model_version()
     _, batch, scans = case_with_scans(clinic_a, alice, 2)
     job = PredictionJob.objects.create(batch=batch, model_version=version, total=2, status=JobStatus.RUNNING)
+    chunk = PredictionChunk.objects.create(job=job, round=1, index=0, scan_ids=[str(s.pk) for s in scans])
     gated = SimpleNamespace(probability=0.41, label=None, error=None, ood_score=9.1, assessed=False)
-    _save(job, "", scans, [ImagePrediction(0.93, "tumor"), gated])
+    _save(chunk, scans, [ImagePrediction(0.93, "tumor"), gated])
     first, second = (Prediction.objects.get(scan=s) for s in scans)
     assert (first.assessed, first.ood_score, first.label) == (True, None, "tumor")
     assert (second.assessed, second.ood_score, second.label, second.probability) == (False, 9.1, "", 0.41)

@@ -1,11 +1,15 @@
 from django.contrib import admin
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic.base import RedirectView
 
 from portal.health import views as health
 
 urlpatterns = [
     path("healthz", health.ready, name="healthz"),
     path("healthz/live", health.live, name="healthz_live"),
+    # Browsers and admin pages ask for /favicon.ico whatever the page links.
+    path("favicon.ico", RedirectView.as_view(url=static("img/favicon.ico"), permanent=True)),
     path("accounts/", include("portal.accounts.urls")),
     path("admin/", admin.site.urls),
     path("reviews/", include("portal.reviews.urls")),

@@ -46,6 +46,7 @@ class AuditEvent(models.Model):
         JOB_REQUEUE = "job_requeue", "Job re-queued"
         JOB_CANCEL = "job_cancel", "Job cancelled"
         JOB_RERUN = "job_rerun", "Failed scans re-run"
+        REPORT_EXPORT = "report_export", "Case report exported"
         MFA_ENROLLED = "mfa_enrolled", "Two-factor enrolled"
         MFA_VERIFIED = "mfa_verified", "Two-factor verified"
         MFA_FAILED = "mfa_failed", "Two-factor code refused"

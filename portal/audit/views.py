@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from portal.accounts.access import CAN_ADMINISTER, clinics_where
 from portal.audit.models import AuditEvent
+from portal.audit.objects import describe
 
 
 class EventFilterForm(forms.Form):
@@ -70,6 +71,7 @@ def events(request):
         order = data["order"] or "newest"
     qs = qs.order_by("at", "id") if order == "oldest" else qs.order_by("-at", "-id")
     page = Paginator(qs, 100).get_page(request.GET.get("page"))
+    page.object_list = describe(list(page.object_list), request.user)
     kept = QueryDict(mutable=True)
     for key in ("action", "actor", "clinic", "date_from", "date_to", "order"):
         if request.GET.get(key):

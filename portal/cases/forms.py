@@ -113,8 +113,13 @@ class UploadForm(forms.Form):
 class PredictForm(forms.Form):
     """Run the models a batch was not yet analysed with."""
 
-    models = forms.MultipleChoiceField(label="Analyse with", widget=forms.CheckboxSelectMultiple)
+    models = forms.MultipleChoiceField(
+        label="Analyse with",
+        widget=forms.CheckboxSelectMultiple,
+        error_messages={"required": "Choose at least one model to analyse this batch with."},
+    )
 
     def __init__(self, *args, choices, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["models"].choices = choices
+        self.fields["models"].initial = [value for value, _ in choices]  # as the upload form does

@@ -190,8 +190,9 @@ def case_upload(request, case_id):
     _record_queued(request, batch, result.jobs)
     messages.success(
         request,
-        f"{batch.files_received} files received: {batch.accepted_count} accepted, "
-        f"{batch.rejected_count} rejected, {batch.duplicate_count} duplicates.",
+        f"{batch.files_received} file{pluralize(batch.files_received)} received: "
+        f"{batch.accepted_count} accepted, {batch.rejected_count} rejected, "
+        f"{batch.duplicate_count} duplicate{pluralize(batch.duplicate_count)}.",
     )
     if batch.accepted_count and not result.jobs:
         if form.active_versions:
@@ -345,9 +346,13 @@ def batch_predict(request, batch_id):
     require_role(request.user, batch.case.clinic, CAN_UPLOAD)
     used = set(batch.prediction_jobs.values_list("model_version_id", flat=True))
     missing = {arch: v for arch, v in active_versions().items() if v.pk not in used}
+    if not missing:
+        messages.info(request, "Every active model has already analysed this batch; nothing was queued.")
+        return redirect("cases:batch", batch_id=batch.pk)
     form = PredictForm(request.POST, choices=model_choices(missing))
     if not form.is_valid():
-        messages.error(request, "Choose a model that has not analysed this batch yet.")
+        for error in form.errors.get("models", []):
+            messages.error(request, error)
         return redirect("cases:batch", batch_id=batch.pk)
     with transaction.atomic():
         jobs, unavailable = queue_predictions(batch, form.cleaned_data["models"])
@@ -387,7 +392,12 @@ def scan_detail(request, scan_id):
         .order_by("-created_at", "-id")
     )
     return render(
-        request, "cases/scan_detail.html", {"scan": scan, "case": scan.case, "predictions": predictions}
+        request,
+        "cases/scan_detail.html",
+        {
+            "scan": scan, "case": scan.case, "predictions": predictions,
+            "can_review": has_role(request.user, scan.case.clinic, CAN_REVIEW),
+        },
     )
 
 
@@ -495,6 +505,23 @@ def heatmap_name(prediction):
 
 
 @login_required
+@require_GET
+def case_report(request, case_id):
+    """The case's printable PDF report, to members of its clinic; every export is audited."""
+    from portal.cases.report import build_report
+
+    case = access.get_case_for(request.user, case_id)
+    data = build_report(
+        case, make_thumbnail=make_thumbnail, min_auc=settings.MODEL_MIN_AUC,
+        min_accuracy=settings.MODEL_MIN_ACCURACY, generated_by=request.user.get_username(),
+    )
+    record(request, AuditEvent.Action.REPORT_EXPORT, obj=case, clinic=case.clinic, bytes=len(data))
+    response = HttpResponse(data, content_type="application/pdf")
+    response["Content-Disposition"] = f'attachment; filename="case-report-{case.pk}.pdf"'
+    return _private(response)
+
+
+@login_required
 @require_http_methods(["GET", "POST"])
 def prediction_heatmap(request, prediction_id):
     """Grad-CAM of one prediction: where the model looked (made by the model version that
@@ -534,6 +561,37 @@ def prediction_heatmap(request, prediction_id):
         return _private(response)
     response = render(request, "cases/heatmap_pending.html", {"prediction": prediction}, status=202)
     return _private(response)
+
+
+@login_required
+@require_GET
+def heatmap_view(request, prediction_id):
+    """The page that shows a prediction's heatmap beside the scan, with what the result was.
+    The PNG itself comes from ``cases:heatmap`` (audited there when the browser loads it)."""
+    prediction = access.get_prediction_for(request.user, prediction_id)
+    scan = prediction.scan
+    if prediction.error or not scan.is_accepted or not scan.file:
+        raise Http404("This prediction has no heatmap.")
+    context = {
+        "prediction": prediction,
+        "scan": scan,
+        "case": scan.case,
+        "can_review": has_role(request.user, scan.case.clinic, CAN_REVIEW),
+        "back": _safe_back(request),
+    }
+    return render(request, "cases/heatmap_view.html", context)
+
+
+def _safe_back(request):
+    """Where "Back" goes: the page the user came from when it is on this site."""
+    from django.utils.http import url_has_allowed_host_and_scheme
+
+    target = request.GET.get("back", "")
+    if target and url_has_allowed_host_and_scheme(
+        target, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        return target
+    return ""
 
 
 def bad_request(request, exception=None):

@@ -26,6 +26,8 @@ from classifier.models import (
 )
 from classifier.models.jobs import InvalidTransition
 from classifier.signals import announce
+from classifier.training import HED_BACKBONE
+from ml.card import build_card, headline_metrics
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -75,6 +77,15 @@ class OverrideForm(forms.Form):
     )
 
 
+def _card_meta(version):
+    """The metadata the card and the activation gate read (metrics from the artifact's
+    metadata; the stored copy only when the metadata has none)."""
+    meta = dict(version.metadata or {})
+    if not meta.get("metrics") and version.metrics:
+        meta["metrics"] = version.metrics
+    return meta
+
+
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
     list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at", "imported_by"]
@@ -104,10 +115,13 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request, obj=None):
         return False  # predictions keep their version (PROTECT); nothing is deleted here
 
-    @admin.display(description="AUC")
+    @admin.display(description="ROC AUC")
     def auc(self, obj):
-        value = (obj.metrics or {}).get("auc") or (obj.metrics or {}).get("roc_auc")
-        return f"{value:.3f}" if isinstance(value, (int, float)) else "—"
+        """The AUC the activation gate reads (grouped-CV mean, else validation), as the card does."""
+        head = headline_metrics(_card_meta(obj))
+        if head["auc"] is None:
+            return "—"
+        return format_html('<span title="{}">{}</span>', head["source"], f"{head['auc']:.3f}")
 
     @admin.display(description="Activation floors")
     def activation_floors(self, obj):
@@ -122,14 +136,31 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Metrics")
     def metrics_table(self, obj):
-        items = [(k, v) for k, v in (obj.metrics or {}).items() if not isinstance(v, (dict, list))]
-        nested = {k: v for k, v in (obj.metrics or {}).items() if isinstance(v, (dict, list))}
-        html = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", items)
-        out = format_html("<table>{}</table>", html)
-        if nested:
-            out += format_html("<pre>{}</pre>", json.dumps(nested, indent=2, sort_keys=True))
-        return out
-
+        """The model card's performance and validation tables (ml.card), not the raw JSON."""
+        card = build_card(_card_meta(obj), min_auc=settings.MODEL_MIN_AUC, min_accuracy=settings.MODEL_MIN_ACCURACY)
+        parts = []
+        for section in card["sections"]:
+            table = section.get("table")
+            if section["id"] not in ("performance", "validation", "calibration", "ood"):
+                continue
+            head = ""
+            if table:
+                head = format_html("<tr>{}</tr>", format_html_join("", "<th>{}</th>", ((h,) for h in table["head"])))
+                body = format_html_join(
+                    "", "<tr>{}</tr>",
+                    ((format_html_join("", "<td>{}</td>", ((c,) for c in row)),) for row in table["rows"]),
+                )
+            elif section.get("rows"):
+                body = format_html_join("", "<tr><th>{}</th><td>{}</td></tr>", section["rows"])
+            else:  # nothing recorded: the card's sentence says so
+                parts.append(format_html_join("", "<p>{}</p>", ((t,) for t in section.get("paragraphs", []))))
+                continue
+            note = table.get("note", "") if table else ""
+            parts.append(format_html(
+                '<table class="metrics-compact"><caption>{}</caption>{}{}</table>{}',
+                section["title"], head, body, format_html("<p class=\"help\">{}</p>", note) if note else "",
+            ))
+        return format_html_join("", "{}", ((p,) for p in parts)) if parts else "No metrics recorded."
     @admin.display(description="Plots")
     def plots(self, obj):
         from classifier.registry import PLOTS, plot_path
@@ -148,7 +179,10 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
     @admin.display(description="Metadata")
     def metadata_json(self, obj):
-        return format_html("<pre>{}</pre>", json.dumps(obj.metadata, indent=2, sort_keys=True))
+        return format_html(
+            "<details><summary>Full metadata (JSON)</summary><pre>{}</pre></details>",
+            json.dumps(obj.metadata, indent=2, sort_keys=True),
+        )
 
     def get_urls(self):
         urls = [
@@ -322,12 +356,19 @@ class PredictionJobAdmin(admin.ModelAdmin):
             self.message_user(request, f"Not cancelled (already finished): {', '.join(skipped)}.", messages.WARNING)
 
 
+HED_WEIGHTS = HED_BACKBONE  # resolved to the verified local file by the worker (classifier.training)
+
+
 class TrainingStartForm(forms.Form):
     architecture = forms.ChoiceField(choices=Architecture.choices)
     epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300, help_text="Epochs of the head on the frozen backbone (early stopping).")
     fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0, help_text="Epochs of fine-tuning the top block afterwards (0: none).")
     input_size = forms.IntegerField(min_value=32, max_value=512, initial=160)
-    weights = forms.ChoiceField(choices=[("imagenet", "ImageNet (pre-trained)"), ("none", "None (random init)")])
+    weights = forms.ChoiceField(
+        label="Backbone weights",
+        help_text="The local HED-derived VGG16 backbone is the one the shipped model uses (BACKBONE_CACHE_DIR). "
+        "ImageNet is offered only where its weights file is present on this server.",
+    )
     clinics = forms.ModelMultipleChoiceField(
         queryset=None, required=False, help_text="Reviewed scans of these clinics (default: all clinics)."
     )
@@ -337,6 +378,41 @@ class TrainingStartForm(forms.Form):
         from django.apps import apps
 
         self.fields["clinics"].queryset = apps.get_model(settings.CLASSIFIER_CLINIC_MODEL).objects.all()
+        self.imagenet = imagenet_available()
+        choices = [(HED_WEIGHTS, "HED-derived VGG16, local (not ImageNet; the shipped model's backbone; VGG16 only)")]
+        choices += [
+            (f"imagenet:{arch}", f"ImageNet ({Architecture(arch).label}; weights file present)")
+            for arch in self.imagenet
+        ]
+        choices.append(("none", "None (random initialisation)"))
+        self.fields["weights"].choices = choices
+        self.fields["weights"].initial = HED_WEIGHTS
+        self.fields["architecture"].initial = "vgg16"
+
+    def clean(self):
+        cleaned = super().clean()
+        arch, weights = cleaned.get("architecture"), cleaned.get("weights")
+        if weights == HED_WEIGHTS and arch and arch != "vgg16":
+            self.add_error("weights", "The HED-derived backbone is a VGG16: choose VGG16, or other weights.")
+        if weights and weights.startswith("imagenet:"):
+            if weights != f"imagenet:{arch}":
+                self.add_error("weights", "These ImageNet weights belong to another architecture.")
+            else:
+                cleaned["weights"] = "imagenet"
+        return cleaned
+
+
+def imagenet_available():
+    """The architectures whose genuine Keras ImageNet weights file is on this server."""
+    from ml.backbones import imagenet_file
+
+    found = []
+    for arch in Architecture.values:
+        configured = settings.RESNET50_IMAGENET_WEIGHTS if arch == "resnet50" else None
+        path, _ = imagenet_file(arch, configured or None)
+        if path is not None:
+            found.append(arch)
+    return found
 
 
 @admin.register(TrainingRun)

@@ -25,6 +25,7 @@ from classifier.models import JobStatus, Label, Review, TrainingRun
 
 log = logging.getLogger(__name__)
 
+HED_BACKBONE = "vgg16-hed"  # the option value for the local HED-derived VGG16 backbone
 DEFAULT_OPTIONS = {"input_size": 160, "weights": "imagenet"}
 
 
@@ -242,6 +243,10 @@ def train_config(run):
 
     options = dict(run.options)
     values = {k: v for k, v in options.items() if k in TRAIN_OPTIONS}
+    if values.get("weights") == HED_BACKBONE:  # the shipped model's local backbone, verified on use
+        from ml.backbones import ensure_vgg16_hed
+
+        values["weights"] = str(ensure_vgg16_hed(settings.BACKBONE_CACHE_DIR))
     if "epochs" in options:
         values.setdefault("head_epochs", int(options["epochs"]))
     return TrainConfig(arch=run.architecture, extra={"training_run": run.pk}, **values)

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["roc_png", "confusion_png"]
+__all__ = ["roc_png", "confusion_png", "roc_figure"]
+
+TITLE_WIDTH = 40  # characters per title line at fontsize 10 on a ~4 inch figure
 
 
 def _plt():
@@ -15,9 +17,27 @@ def _plt():
     return plt
 
 
-def roc_png(y_true, prob, path, *, title: str = "ROC", threshold: float | None = None) -> Path:
-    import numpy as np
+def _title(ax, title: str) -> None:
+    """A title wrapped onto lines that fit the figure (a long model label was cut off)."""
+    import textwrap
 
+    ax.set_title(textwrap.fill(title, TITLE_WIDTH), fontsize=10)
+
+
+def _save(fig, path) -> Path:
+    plt = _plt()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, format="png", bbox_inches="tight", pad_inches=0.08)
+    plt.close(fig)
+    return path
+
+
+def roc_png(y_true, prob, path, *, title: str = "ROC", threshold: float | None = None) -> Path:
+    return _save(roc_figure(y_true, prob, title=title, threshold=threshold), path)
+
+
+def roc_figure(y_true, prob, *, title: str = "ROC", threshold: float | None = None):
     from .metrics import binary_metrics, roc_curve_points
 
     plt = _plt()
@@ -34,14 +54,10 @@ def roc_png(y_true, prob, path, *, title: str = "ROC", threshold: float | None =
     ax.set_ylabel("sensitivity (true positive rate)")
     ax.set_xlim(-0.01, 1.01)
     ax.set_ylim(-0.01, 1.01)
-    ax.set_title(title, fontsize=10)
+    _title(ax, title)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    del np
-    return path
+    return fig
 
 
 def confusion_png(confusion: dict, path, *, title: str = "Confusion matrix") -> Path:
@@ -60,9 +76,5 @@ def confusion_png(confusion: dict, path, *, title: str = "Confusion matrix") -> 
         for j in range(2):
             ax.text(j, i, str(cm[i, j]), ha="center", va="center",
                     color="white" if cm[i, j] > cm.max() / 2 else "black", fontsize=12)
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    _title(ax, title)
+    return _save(fig, path)

@@ -305,6 +305,7 @@ def batch_detail(request, batch_id):
         "rows": rows,
         "result_page": result_page,
         "rejected_page": rejected_page,
+        "any_result": bool(jobs) and Prediction.objects.filter(scan__batch=batch).exists(),
         "all_finished": all(job.is_finished for job in jobs),
         "predict_form": PredictForm(choices=model_choices(missing)) if missing and result_page.paginator.count else None,
         "show_admin_errors": request.user.is_superuser,

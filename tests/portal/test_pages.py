@@ -85,10 +85,21 @@ def test_counts_are_pluralised(unanalysed_batch, client_for, alice):
     assert "<strong>1</strong> duplicate." in page and "1 duplicates" not in page
 
 
-def test_no_results_heading_over_a_batch_nobody_analysed(unanalysed_batch, client_for, alice):
-    _, _, batch = unanalysed_batch
-    page = html(client_for(alice).get(reverse("cases:batch", args=[batch.pk])))
-    assert "<h2>Results</h2>" not in page and "not analysed yet" in page
+def test_no_results_heading_over_a_batch_without_results(unanalysed_batch, client_for, alice):
+    from classifier.models import PredictionJob
+
+    version, _, batch = unanalysed_batch
+    client = client_for(alice)
+    page = html(client.get(reverse("cases:batch", args=[batch.pk])))
+    assert "<h2>Results" not in page and "not analysed yet" in page
+    PredictionJob.objects.create(batch=batch, model_version=version, total=2)  # queued, nothing back yet
+    page = html(client.get(reverse("cases:batch", args=[batch.pk])))
+    assert "<h2>Results" not in page and "No results yet" in page
+
+
+def test_results_heading_once_a_result_is_in(analysed, client_for, alice):
+    _, _, batch, _ = analysed
+    assert "<h2>Results (2 scans)</h2>" in html(client_for(alice).get(reverse("cases:batch", args=[batch.pk])))
 
 
 def test_heatmap_viewer_shows_scan_result_model_and_the_heatmap_image(analysed, client_for, alice):

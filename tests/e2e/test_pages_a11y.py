@@ -188,7 +188,7 @@ def test_heatmap_viewer_shows_both_images_and_fades_the_overlay(world, live_serv
     page.goto(f"/batches/{world['batch'].pk}/")
     page.locator(f"a.heatmap-link[href*='{p.public_id}']").click()
     page.wait_for_selector("#heatmap-viewer")
-    page.wait_for_function("document.getElementById('heatmap-overlay').complete")
+    page.wait_for_function("() => document.getElementById('heatmap-overlay').complete")
     assert page.evaluate("document.getElementById('heatmap-overlay').naturalWidth") == 64
     summary = page.inner_text("#heatmap-summary")
     assert "VGG16 v1" in summary and "Tumor" in summary and "P(tumor) = 0.910" in summary
@@ -214,13 +214,13 @@ def test_batch_page_shows_progress_and_time_left(world, live_server, playwright_
     page, _ = login(playwright_browser, live_server.url, "alice")
     page.goto(f"/batches/{world['running'].pk}/")
     box = page.locator(f"[data-job='{job.public_id}']")
-    assert box.locator(".progress").get_attribute("aria-valuenow") == "30"
+    assert box.locator(".progress").get_attribute("value") == "30"
     assert "12 / 40 scans (30%)" in box.inner_text()
     assert "left" in box.locator(".job-eta").inner_text()
     job.done = 20
     job.save(update_fields=["done"])
     page.wait_for_function(
-        f"document.querySelector(\"[data-job='{job.public_id}'] .progress\").getAttribute('aria-valuenow') === '50'"
+        f"() => document.querySelector(\"[data-job='{job.public_id}'] .progress\").value === 50"
     )
     page.screenshot(path=f"{SHOTS}/batch-progress.png", full_page=True)
     page.context.close()

@@ -72,9 +72,9 @@ def test_queuing_an_analysis_from_the_batch_page_is_audited(
             {"models": ["vgg16"], "csrfmiddlewaretoken": client.cookies["csrftoken"].value},
         )
     job = batch.prediction_jobs.get()
-    event = AuditEvent.objects.get(action="analysis_queued")
-    assert (event.actor, event.object_id, event.clinic_id) == (alice, str(job.pk), batch.case.clinic_id)
-    assert event.extra["model"] == version.display_name and event.extra["batch"] == str(batch.pk)
+    event = AuditEvent.objects.get(action="analysis_queue")
+    assert (event.actor, event.object_id, event.clinic_id) == (alice, str(batch.pk), batch.case.clinic_id)
+    assert event.extra["model"] == version.display_name and event.extra["job"] == str(job.public_id)
 
 
 def test_counts_are_pluralised(unanalysed_batch, client_for, alice):

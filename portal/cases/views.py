@@ -569,11 +569,16 @@ def prediction_heatmap(request, prediction_id):
 def heatmap_view(request, prediction_id):
     """The page that shows a prediction's heatmap beside the scan, with what the result was.
     The PNG itself comes from ``cases:heatmap`` (audited there when the browser loads it)."""
+    from classifier.models import HeatmapState
+
     prediction = access.get_prediction_for(request.user, prediction_id)
     scan = prediction.scan
     if prediction.error or not scan.is_accepted or not scan.file:
         raise Http404("This prediction has no heatmap.")
+    if not _file_exists(scan.file.name):
+        return _image_gone(request, scan)
     context = {
+        "failed": prediction.heatmap_state == HeatmapState.FAILED,
         "prediction": prediction,
         "scan": scan,
         "case": scan.case,

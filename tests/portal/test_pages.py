@@ -178,3 +178,13 @@ def test_favicon_is_served(client):
     response = client.get("/favicon.ico")
     assert response.status_code == 301 and response["Location"].endswith("img/favicon.ico")
     assert finders.find("img/favicon.ico")
+
+
+def test_heatmap_viewer_says_when_the_heatmap_could_not_be_drawn(analysed, client_for, alice):
+    from classifier.models import Prediction
+
+    _, _, _, tumor = analysed
+    Prediction.objects.filter(pk=tumor.pk).update(heatmap_state="failed", heatmap_error="worker ran out of memory")
+    page = html(client_for(alice).get(reverse("cases:heatmap_view", args=[tumor.public_id])))
+    assert 'class="error" id="heatmap-failed">The heatmap could not be drawn: worker ran out of memory.' in page
+    assert 'id="heatmap-overlay" hidden' in page

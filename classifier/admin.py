@@ -167,7 +167,7 @@ class ModelVersionAdmin(admin.ModelAdmin):
 
         parts = [
             format_html(
-                '<figure style="display:inline-block;margin:0 1em 0 0"><img src="{}" alt="{}" style="max-width:360px"><figcaption>{}</figcaption></figure>',
+                '<figure class="plot-figure"><img src="{}" alt="{}"><figcaption>{}</figcaption></figure>',
                 reverse("admin:classifier_modelversion_plot", args=[obj.pk, kind]),
                 kind,
                 {"roc": "ROC curve", "confusion": "Confusion matrix"}[kind],

@@ -1,6 +1,7 @@
 """Image intake: untrusted bytes -> RGB PIL image, or a clear rejection.
 
-Only JPEG and PNG are accepted (sniffed from the bytes, never from a file name).
+JPEG, PNG and single-frame MR DICOM are accepted (sniffed from the bytes, never from a
+file name; DICOM pixel handling lives in ``ml.dicom``).
 Greyscale, palette, RGBA/LA, CMYK and 16-bit images are converted to 8-bit RGB;
 transparent pixels are composited onto black (the MRI background). The EXIF
 orientation tag is applied.
@@ -150,7 +151,7 @@ class DecodedImage:
     image: Image.Image  # mode "RGB", EXIF orientation applied
     width: int
     height: int
-    format: str  # "JPEG" or "PNG"
+    format: str  # "JPEG", "PNG" or "DICOM"
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -158,6 +159,8 @@ def sniff_format(data: bytes) -> str | None:
         return "JPEG"
     if data.startswith(_PNG_MAGIC):
         return "PNG"
+    if data[128:132] == b"DICM":
+        return "DICOM"
     return None
 
 
@@ -214,8 +217,12 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
     if len(data) > limits.max_bytes:
         raise ImageRejected(f"image is {len(data)} bytes; the limit is {limits.max_bytes}")
     fmt = sniff_format(data)
+    if fmt == "DICOM":
+        from ml.dicom import decode_single
+
+        return decode_single(data, limits)
     if fmt is None:
-        raise ImageRejected("not a JPEG or PNG image")
+        raise ImageRejected("not a JPEG, PNG or DICOM image")
     try:
         with warnings.catch_warnings():
             # Pillow warns past its own MAX_IMAGE_PIXELS; the explicit check just below

@@ -245,6 +245,11 @@ IMAGE_WORK_BUDGET_BYTES = env_int("IMAGE_WORK_BUDGET_MB", 1024, minimum=16) * 10
 # keep nginx's client_max_body_size at the same value.
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_MB", 512, minimum=1) * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+# DICOM intake (portal/cases/dicom_intake.py): frames per object, .zip limits, pseudonym key.
+DICOM_MAX_FRAMES = env_int("DICOM_MAX_FRAMES", 200, minimum=1)
+DICOM_ZIP_MAX_BYTES = env_int("DICOM_ZIP_MAX_MB", 500, minimum=1) * 1024 * 1024
+DICOM_ZIP_MAX_RATIO = env_int("DICOM_ZIP_MAX_RATIO", 100, minimum=2)
+DICOM_PSEUDONYM_KEY = env_str("DICOM_PSEUDONYM_KEY")  # empty: SECRET_KEY; never change it once used
 DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields only
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary file
 

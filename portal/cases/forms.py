@@ -85,8 +85,8 @@ def model_choices(active_versions):
 class UploadForm(forms.Form):
     files = MultipleFileField(
         label="Scans",
-        help_text="JPEG or PNG, judged by their content.",
-        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png"}),
+        help_text="JPEG, PNG or MR DICOM (alone or in a .zip), judged by their content.",
+        widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,application/dicom,.dcm,.zip,application/zip"}),
     )
     models = forms.MultipleChoiceField(
         label="Analyse with", widget=forms.CheckboxSelectMultiple, required=False
@@ -98,9 +98,10 @@ class UploadForm(forms.Form):
         self.fields["models"].choices = model_choices(active_versions)
         self.fields["models"].initial = list(active_versions)
         self.fields["files"].help_text = (
-            f"Up to {settings.UPLOAD_MAX_FILES} JPEG or PNG files of at most "
+            f"Up to {settings.UPLOAD_MAX_FILES} JPEG, PNG or MR DICOM files of at most "
             f"{settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)} MB each, at least "
-            f"{settings.UPLOAD_MIN_SIDE_PX} pixels a side, judged by their content."
+            f"{settings.UPLOAD_MIN_SIDE_PX} pixels a side, or a .zip of a DICOM series or study; "
+            "judged by their content. DICOM is de-identified before it is stored."
         )
 
     def clean_models(self):

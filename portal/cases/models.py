@@ -19,6 +19,11 @@ class Case(models.Model):
         help_text="A pseudonymous reference, unique within the clinic. Never a name.",
     )
     notes = models.TextField(blank=True)
+    dicom_patient_hash = models.CharField(
+        max_length=64, blank=True, editable=False,
+        help_text="Keyed hash of the DICOM patient identity of this case's first DICOM upload "
+        "(never the identity itself); later DICOM files of another patient are refused.",
+    )
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
@@ -82,7 +87,7 @@ class Batch(models.Model):
 
 def scan_upload_path(scan, filename):
     """scans/<clinic>/<case>/<sha256>.<ext>: never the user's file name."""
-    extension = {"JPEG": "jpg", "PNG": "png"}.get(scan.format, "bin")
+    extension = {"JPEG": "jpg", "PNG": "png", "DICOM": "dcm"}.get(scan.format, "bin")
     return f"scans/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}.{extension}"
 
 
@@ -108,6 +113,9 @@ class Scan(models.Model):
     format = models.CharField(max_length=10, blank=True)
     width = models.PositiveIntegerField(null=True, blank=True)
     height = models.PositiveIntegerField(null=True, blank=True)
+    series_description = models.CharField(max_length=200, blank=True)
+    plane = models.CharField(max_length=12, blank=True)
+    slice_position = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -137,6 +145,10 @@ class Scan(models.Model):
         if clinic_ids:
             scans = scans.filter(case__clinic__in=clinic_ids)
         return scans
+
+    @property
+    def is_dicom(self):
+        return self.format == "DICOM"
 
     @property
     def is_accepted(self):

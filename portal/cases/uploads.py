@@ -44,6 +44,11 @@ class CheckedFile:
     format: str = ""
     width: int | None = None
     height: int | None = None
+    content: bytes | None = None  # what to store instead of the upload (a de-identified DICOM)
+    patient_hash: str = ""
+    series_description: str = ""
+    plane: str = ""
+    slice_position: str = ""
 
 
 @dataclass
@@ -98,9 +103,23 @@ def check_file(upload, position, limits):
     return checked
 
 
-def check_files(uploads):
+def check_files(uploads, case):
+    """Every scan in ``uploads`` (a DICOM zip gives many), numbered in order; an upload
+    mixing two patients raises ``UploadRefused`` (see ``portal.cases.dicom_intake``)."""
+    from portal.cases.dicom_intake import DicomIntake, peek, refuse_mixed_patients, wants_expansion
+
     limits = intake_limits()
-    return [check_file(upload, position, limits) for position, upload in enumerate(uploads, 1)]
+    dicom = DicomIntake(case.clinic_id, lambda **kw: CheckedFile(upload=None, position=0, **kw))
+    checked = []
+    for upload in uploads:
+        if wants_expansion(peek(upload)):
+            checked += dicom.expand(upload, display_name(upload), limits)
+        else:
+            checked.append(check_file(upload, 0, limits))
+    for position, item in enumerate(checked, 1):
+        item.position = position
+    refuse_mixed_patients(checked)
+    return checked
 
 
 def active_versions():
@@ -112,7 +131,7 @@ def active_versions():
 
 def ingest(case, user, uploads, architectures):
     """Record one upload of ``uploads`` to ``case`` and queue predictions; see module doc."""
-    checked = check_files(uploads)
+    checked = check_files(uploads, case)
     stored = []
     try:
         with transaction.atomic():
@@ -127,7 +146,10 @@ def ingest(case, user, uploads, architectures):
 
 
 def _record(case, user, checked, architectures, stored):
+    from portal.cases.dicom_intake import match_case_patient
+
     Case.objects.select_for_update().only("pk").get(pk=case.pk)
+    match_case_patient(case, checked)
     shas = {item.sha256 for item in checked if item.status == Scan.Status.ACCEPTED}
     existing = {
         scan.sha256: scan
@@ -140,6 +162,8 @@ def _record(case, user, checked, architectures, stored):
             case=case, batch=batch, position=item.position, original_name=item.name,
             status=item.status, rejection_reason=item.reason, sha256=item.sha256,
             size_bytes=item.size, format=item.format, width=item.width, height=item.height,
+            series_description=item.series_description, plane=item.plane,
+            slice_position=item.slice_position,
         )
         if item.status == Scan.Status.ACCEPTED:
             earlier = existing.get(item.sha256) or seen.get(item.sha256)
@@ -169,8 +193,11 @@ def _store(scan, item, stored):
     write, so that a write failing half-way is removed with the rest."""
     from ml.metadata import strip_metadata
 
-    item.upload.seek(0)
-    content = ContentFile(strip_metadata(item.upload.read(), item.format))
+    if item.content is not None:  # a de-identified DICOM (portal.cases.dicom_intake)
+        content = ContentFile(item.content)
+    else:
+        item.upload.seek(0)
+        content = ContentFile(strip_metadata(item.upload.read(), item.format))
     field = scan.file.field
     name = default_storage.get_available_name(
         field.generate_filename(scan, item.name), max_length=field.max_length

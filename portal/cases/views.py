@@ -31,6 +31,7 @@ from portal.audit.models import AuditEvent
 from portal.cases import access
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
 from portal.cases.models import Scan
+from portal.cases.dicom_intake import UploadRefused
 from portal.cases.refs import normalize_patient_ref
 from portal.cases.uploads import active_versions, ingest, queue_predictions
 
@@ -180,6 +181,9 @@ def case_upload(request, case_id):
             "recorded. Try again later; if it persists, tell your administrator.",
         )
         return _render_case(request, case, _upload_form(), status=503)
+    except UploadRefused as exc:
+        messages.error(request, exc.message)
+        return _render_case(request, case, form, status=400)
     batch = result.batch
     record(
         request, AuditEvent.Action.UPLOAD, obj=batch, clinic=case.clinic, case=str(case.pk),
@@ -437,6 +441,10 @@ def scan_image(request, scan_id):
     if not _file_exists(scan.file.name):
         return _image_gone(request, scan)
     record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic)
+    if scan.is_dicom:  # a browser cannot show DICOM: a PNG rendering of the stored object
+        response = HttpResponse(dicom_png(scan), content_type="image/png")
+        response["Content-Disposition"] = f'inline; filename="scan-{scan.pk}.png"'
+        return _private(response)
     content_type = CONTENT_TYPES.get(scan.format, "application/octet-stream")
     extension = mimetypes.guess_extension(content_type) or ""
     filename = f"scan-{scan.pk}{extension}"
@@ -454,6 +462,23 @@ def scan_image(request, scan_id):
     return _private(response)
 
 
+def render_dicom(data):
+    """The stored (de-identified) DICOM as the model sees it: 8-bit RGB, see ml.dicom."""
+    from ml.intake import decode_image
+
+    from classifier.intake import intake_limits
+
+    return decode_image(data, intake_limits()).image
+
+
+def dicom_png(scan):
+    with scan.file.open("rb") as handle:
+        image = render_dicom(handle.read())
+    out = io.BytesIO()
+    image.save(out, format="PNG")
+    return out.getvalue()
+
+
 def thumbnail_name(scan):
     return f"thumbnails/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}-{THUMBNAIL_SIZE}.jpg"
 
@@ -461,7 +486,10 @@ def thumbnail_name(scan):
 def make_thumbnail(data):
     from PIL import Image, ImageOps
 
-    with Image.open(io.BytesIO(data)) as image:
+    from ml.intake import sniff_format
+
+    source = render_dicom(data) if sniff_format(data) == "DICOM" else Image.open(io.BytesIO(data))
+    with source as image:
         image.draft("RGB", (THUMBNAIL_SIZE, THUMBNAIL_SIZE))
         image = ImageOps.exif_transpose(image)
         image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))

@@ -89,7 +89,7 @@ def test_upload_journey(transactional_db, celery_worker, live_server, page, alic
     # The 2 rejections with their reasons.
     rejections = page.locator("#rejections tbody tr")
     expect(rejections).to_have_count(2)
-    expect(rejections.filter(has_text="report.jpg")).to_contain_text("not a JPEG or PNG image")
+    expect(rejections.filter(has_text="report.jpg")).to_contain_text("not a JPEG, PNG or DICOM image")
     expect(rejections.filter(has_text="cut-short.jpg")).to_contain_text("truncated or corrupt image data")
 
     # The case history lists every prediction, newest first.

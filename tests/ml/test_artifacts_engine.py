@@ -146,13 +146,13 @@ def test_bad_image_in_batch_yields_its_own_error(engine, vgg_artifact, make_brai
     batch = [good[0], b"not an image at all", good[1], trunc, b"", good[2]]
     preds = loaded.predict_bytes(batch)
     assert [p.error is None for p in preds] == [True, False, True, False, False, True]
-    assert preds[1].error == "not a JPEG or PNG image" and preds[1].probability is None and preds[1].label is None
+    assert preds[1].error == "not a JPEG, PNG or DICOM image" and preds[1].probability is None and preds[1].label is None
     assert preds[3].error == "truncated or corrupt image data"
     assert preds[4].error == "empty file"
     only_good = loaded.predict_bytes([good[0], good[1], good[2]])
     np.testing.assert_allclose([preds[i].probability for i in (0, 2, 5)],
                                [p.probability for p in only_good], atol=1e-5)
-    assert loaded.predict_bytes([b"junk"])[0].error == "not a JPEG or PNG image"
+    assert loaded.predict_bytes([b"junk"])[0].error == "not a JPEG, PNG or DICOM image"
     assert loaded.predict_bytes([]) == []
 
 

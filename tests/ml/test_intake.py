@@ -83,9 +83,9 @@ def test_exif_orientation_applied(enc):
 
 @pytest.mark.parametrize("data,reason", [
     (b"", "empty file"),
-    (b"GIF89a" + b"\0" * 40, "not a JPEG or PNG image"),
-    (b"hello, world, this is text", "not a JPEG or PNG image"),
-    (b"%PDF-1.4 ...", "not a JPEG or PNG image"),
+    (b"GIF89a" + b"\0" * 40, "not a JPEG, PNG or DICOM image"),
+    (b"hello, world, this is text", "not a JPEG, PNG or DICOM image"),
+    (b"%PDF-1.4 ...", "not a JPEG, PNG or DICOM image"),
 ])
 def test_not_an_image_rejected(data, reason):
     with pytest.raises(ImageRejected) as ei:
@@ -95,7 +95,7 @@ def test_not_an_image_rejected(data, reason):
 
 def test_other_formats_rejected(make_brain, enc):
     for fmt in ("GIF", "BMP", "TIFF", "WEBP"):
-        with pytest.raises(ImageRejected, match="not a JPEG or PNG image"):
+        with pytest.raises(ImageRejected, match="not a JPEG, PNG or DICOM image"):
             decode_image(enc(make_brain(), fmt))
 
 

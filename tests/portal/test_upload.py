@@ -33,7 +33,7 @@ def test_upload_judges_files_by_content_and_records_every_file(
     assert scans["looks-like.jpg"].status == Scan.Status.ACCEPTED
     assert scans["looks-like.jpg"].format == "PNG"
     assert scans["notes.jpg"].status == Scan.Status.REJECTED
-    assert "not a JPEG or PNG" in scans["notes.jpg"].rejection_reason
+    assert "not a JPEG, PNG or DICOM" in scans["notes.jpg"].rejection_reason
     assert scans["truncated.jpg"].status == Scan.Status.REJECTED
     assert "truncated or corrupt" in scans["truncated.jpg"].rejection_reason
     assert not scans["notes.jpg"].file
@@ -50,7 +50,7 @@ def test_upload_judges_files_by_content_and_records_every_file(
     assert len(callbacks) == 1
     assert AuditEvent.objects.filter(action="upload", object_id=str(batch.pk)).exists()
     page = client.get(response["Location"]).content.decode()
-    assert "not a JPEG or PNG" in page and "truncated or corrupt" in page
+    assert "not a JPEG, PNG or DICOM" in page and "truncated or corrupt" in page
 
 
 def test_task_is_sent_only_after_commit(client_for, alice, case, vgg16_model, django_capture_on_commit_callbacks, monkeypatch):

@@ -1,0 +1,177 @@
+"""DICOM and .zip intake: one uploaded file -> the checked scans it holds.
+
+A .zip (of a series or a study) is unpacked safely (``portal.cases.archives``); each DICOM
+object is checked (MR only, no burned-in annotation: ``ml.dicom``), its patient identity
+is reduced to a keyed hash, a multi-frame object becomes one scan per frame, and each scan
+is de-identified (``portal.cases.deidentify``) before anything is stored. Only the
+de-identified bytes ever reach storage.
+
+Patients are never mixed: an upload whose DICOM files name two patients is refused as a
+whole (:class:`UploadRefused`); a case holds the patient of its first DICOM upload, and a
+later file of another patient is refused, one by one.
+"""
+
+import copy
+import hashlib
+from collections import Counter
+
+from django.conf import settings
+from django.template.defaultfilters import pluralize
+
+from ml.dicom import DicomRejected, check_dataset, frame_count, frames_to_rgb, is_dicom, read_dataset, series_info
+from portal.cases.archives import ArchiveLimits, ArchiveRefused, is_zip, unpack
+from portal.cases.deidentify import Deidentifier, PatientIdentity
+
+OTHER_PATIENT = "Not accepted: belongs to a different patient than this case."
+NO_PATIENT = "Not accepted: the file names no patient, so it cannot be matched to this case's patient."
+
+
+class UploadRefused(Exception):
+    """The upload as a whole cannot be taken; nothing was stored."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        self.message = message
+
+
+def archive_limits():
+    return ArchiveLimits(
+        max_entries=settings.UPLOAD_MAX_FILES,
+        max_entry_bytes=settings.UPLOAD_MAX_FILE_BYTES,
+        max_total_bytes=settings.DICOM_ZIP_MAX_BYTES,
+        max_ratio=settings.DICOM_ZIP_MAX_RATIO,
+    )
+
+
+def peek(upload, size=132):
+    upload.seek(0)
+    head = upload.read(size)
+    upload.seek(0)
+    return head
+
+
+def wants_expansion(head):
+    return is_zip(head) or is_dicom(head)
+
+
+def _rejected(make, name, size, reason):
+    from portal.cases.models import Scan
+
+    return make(name=name, size=size, status=Scan.Status.REJECTED, reason=f"Not accepted: {reason}."[:300])
+
+
+class DicomIntake:
+    """One per upload: it de-identifies every object with the case's clinic pseudonyms."""
+
+    def __init__(self, clinic_id, make_checked):
+        self.clinic_id = clinic_id
+        self.make = make_checked  # CheckedFile factory (keyword arguments)
+        self._deidentifier = None
+
+    @property
+    def deidentifier(self):
+        if self._deidentifier is None:
+            self._deidentifier = Deidentifier(self.clinic_id)
+        return self._deidentifier
+
+    def expand(self, upload, name, limits):
+        """Every scan in one uploaded file (a DICOM object or a zip of them)."""
+        size = upload.size or 0
+        head = peek(upload)
+        if is_zip(head):
+            if size > settings.DICOM_ZIP_MAX_BYTES:
+                mb = settings.DICOM_ZIP_MAX_BYTES // (1024 * 1024)
+                return [_rejected(self.make, name, size, f"the archive is over {mb} MB")]
+            try:
+                entries = unpack(upload.read(), archive_limits())
+            except ArchiveRefused as exc:
+                return [_rejected(self.make, name, size, exc.reason)]
+            out = []
+            for entry_name, data in entries:
+                shown = f"{name}/{entry_name}"[:255]
+                if not is_dicom(data):
+                    out.append(_rejected(self.make, shown, len(data), "not a DICOM file (an archive may hold DICOM files only)"))
+                    continue
+                out += self.dicom(shown, data, limits)
+            return out
+        if size > limits.max_bytes:
+            return [_rejected(self.make, name, size, f"the file is over {limits.max_bytes // (1024 * 1024)} MB")]
+        return self.dicom(name, upload.read(), limits)
+
+    def dicom(self, name, data, limits):
+        try:
+            ds = read_dataset(data)
+            check_dataset(ds, max_pixels=limits.max_pixels, max_frames=settings.DICOM_MAX_FRAMES)
+            frames = frames_to_rgb(ds)  # decodes every frame: a file that cannot be read is refused now
+        except DicomRejected as exc:
+            return [_rejected(self.make, name, len(data), exc.reason)]
+        patient = PatientIdentity.of(ds, self.clinic_id)
+        info = series_info(ds)
+        singles = [ds] if len(frames) == 1 else split_frames(ds)
+        out = []
+        for frame, single in zip(frames, singles):
+            content = self.deidentifier.deidentify(single)
+            shown = name if len(frames) == 1 else f"{name} [frame {frame.index + 1}]"[:255]
+            out.append(self.make(
+                name=shown, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
+                format="DICOM", width=frame.image.width, height=frame.image.height, content=content,
+                patient_hash=patient, **info,
+            ))
+            frame.image.close()
+        return out
+
+
+def split_frames(ds):
+    """A multi-frame object as single-frame objects, pixel data uncompressed."""
+    if ds.file_meta.TransferSyntaxUID.is_compressed:
+        ds.decompress()
+    frames = frame_count(ds)
+    data = ds.PixelData
+    size = len(data) // frames
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    singles = []
+    for index in range(frames):
+        single = copy.deepcopy(ds)
+        single.PixelData = data[index * size:(index + 1) * size]
+        single.NumberOfFrames = 1
+        if per_frame is not None and len(per_frame) > index:
+            single.PerFrameFunctionalGroupsSequence = [copy.deepcopy(per_frame[index])]
+        singles.append(single)
+    return singles
+
+
+def refuse_mixed_patients(checked):
+    """An upload with files of two (or more) patients is refused whole, with the counts."""
+    counts = Counter(item.patient_hash for item in checked if item.patient_hash)
+    if len(counts) > 1:
+        numbers = sorted(counts.values(), reverse=True)
+        shown = " and ".join(str(n) for n in numbers)
+        raise UploadRefused(
+            f"This upload holds DICOM files of {len(numbers)} different patients ({shown} "
+            f"file{pluralize(sum(numbers))} respectively); it was refused as a whole and nothing was stored. "
+            "Upload each patient's files to that patient's own case."
+        )
+
+
+def match_case_patient(case, checked):
+    """Under the case's row lock: refuse files of another patient; a case without a patient
+    takes the one of its first DICOM upload. Returns True when the case was given one."""
+    from portal.cases.models import Case, Scan
+
+    dicom = [item for item in checked if item.status == Scan.Status.ACCEPTED and item.format == "DICOM"]
+    if not dicom:
+        return False
+    current = Case.objects.only("dicom_patient_hash").get(pk=case.pk).dicom_patient_hash
+    named = {item.patient_hash for item in dicom if item.patient_hash}
+    if not current and named:
+        (current,) = named  # refuse_mixed_patients already made sure there is one
+        Case.objects.filter(pk=case.pk).update(dicom_patient_hash=current)
+        case.dicom_patient_hash = current
+    if not current:
+        return False
+    for item in dicom:
+        if item.patient_hash != current:
+            item.status = Scan.Status.REJECTED
+            item.reason = OTHER_PATIENT if item.patient_hash else NO_PATIENT
+            item.content = None
+    return True

@@ -1,0 +1,71 @@
+"""ml.dicom: DICOM pixels to the model's 8-bit RGB input, one documented way."""
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+
+from ml.dicom import DicomRejected, check_dataset, frames_to_rgb, is_dicom, read_dataset
+from ml.intake import ImageRejected, decode_image
+from tests.fixtures.dicom import bundled, make_mr_dicom
+
+
+def grey(data):
+    ds = pydicom.dcmread(io.BytesIO(data))
+    (frame,) = frames_to_rgb(ds)
+    arr = np.asarray(frame.image)
+    assert arr.shape[-1] == 3 and (arr[..., 0] == arr[..., 2]).all()
+    return ds, arr[..., 0].astype(int)
+
+
+def test_window_centre_width_maps_linearly_onto_0_255():
+    ds, out = grey(make_mr_dicom(window=(2000, 1001)))
+    raw = ds.pixel_array.astype(float)
+    assert (out[raw <= 1500] == 0).all() and (out[raw >= 2500] == 255).all()
+    middle = (raw > 1600) & (raw < 2400)
+    expected = ((raw[middle] - 1999.5) / 1000 + 0.5) * 255
+    assert np.abs(out[middle] - expected).max() <= 1
+
+
+def test_rescale_is_applied_before_the_window():
+    _, plain = grey(make_mr_dicom(window=(2000, 1001)))
+    _, rescaled = grey(make_mr_dicom(window=(4000, 2001), rescale=(2, 0)))
+    assert np.abs(plain - rescaled).max() <= 1
+
+
+def test_without_a_window_the_frame_range_is_stretched_and_monochrome1_is_inverted():
+    ds, out = grey(make_mr_dicom(window=None))
+    assert out.min() == 0 and out.max() == 255
+    raw = ds.pixel_array
+    assert out[raw == raw.max()].min() == 255
+    _, inverted = grey(make_mr_dicom(window=None, photometric="MONOCHROME1"))
+    assert (inverted == 255 - out).all()
+
+
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm"])
+def test_bundled_mr_files_decode_alike_whatever_the_transfer_syntax(name):
+    reference = np.asarray(decode_image(bundled("MR_small.dcm")).image)
+    decoded = decode_image(bundled(name))
+    assert decoded.format == "DICOM" and decoded.image.mode == "RGB"
+    assert (np.asarray(decoded.image) == reference).all()
+
+
+def test_dicom_is_judged_by_content_and_non_mr_is_refused_with_its_reason():
+    assert is_dicom(bundled("MR_small.dcm")) and not is_dicom(b"DICM" + b"\0" * 200)
+    with pytest.raises(ImageRejected, match="CT images are not supported: the model reads MRI"):
+        decode_image(bundled("CT_small.dcm"))
+    with pytest.raises(ImageRejected, match="burned-in annotation"):
+        decode_image(make_mr_dicom(burned_in="YES"))
+    data = bundled("MR_small.dcm")
+    with pytest.raises(ImageRejected, match="truncated or corrupt DICOM|pixel data could not be decoded"):
+        decode_image(data[: len(data) - 500])
+
+
+def test_frame_count_and_pixels_are_bounded():
+    ds = read_dataset(make_mr_dicom(frames=4))
+    assert len(frames_to_rgb(ds)) == 4
+    with pytest.raises(DicomRejected, match="4 frames; the limit is 3"):
+        check_dataset(ds, max_pixels=10_000, max_frames=3)
+    with pytest.raises(DicomRejected, match="1024 pixels; the limit is 1000"):
+        check_dataset(ds, max_pixels=1000, max_frames=10)

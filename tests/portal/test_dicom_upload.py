@@ -1,0 +1,206 @@
+"""DICOM intake through the upload page: de-identified before storage, zips read safely,
+two patients never mixed, the scan page and image views work for DICOM."""
+
+import io
+import zipfile
+
+import pydicom
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+
+from tests.fixtures.dicom import bundled, make_mr_dicom, make_zip
+from tests.portal.helpers import jpeg, make_case, upload
+
+pytestmark = pytest.mark.django_db
+
+IDENTIFYING = {
+    "PatientName": "Doe^Jane", "PatientID": "PID-12345", "PatientBirthDate": "19700101",
+    "InstitutionName": "St Example Hospital", "InstitutionAddress": "1 Hospital Road, Exampletown",
+    "ReferringPhysicianName": "Who^Doctor", "AccessionNumber": "ACC-777", "StudyID": "STUDY-1",
+    "DeviceSerialNumber": "SN-0042", "StationName": "MRI-NORTH", "SeriesDescription": "T1 AX POST",
+}
+STUDY_UID = "1.3.6.1.4.1.99999.7.1"
+
+
+@pytest.fixture
+def case(clinic_a, alice):
+    return make_case(clinic_a, alice)
+
+
+def dcm(name, **kwargs):
+    return SimpleUploadedFile(name, make_mr_dicom(**kwargs), "application/dicom")
+
+
+def stored(scan):
+    with scan.file.open("rb") as handle:
+        data = handle.read()
+    return data, pydicom.dcmread(io.BytesIO(data))
+
+
+def test_stored_dicom_is_deidentified_by_the_basic_profile(client_for, alice, case, vgg16_model):
+    from portal.cases.models import Scan
+
+    response = upload(client_for(alice), case, [dcm("IM0001", instance=1), dcm("IM0002", instance=2, seed=1)])
+    assert response.status_code == 302
+    scans = list(Scan.objects.filter(case=case, status="accepted").order_by("position"))
+    assert [scan.format for scan in scans] == ["DICOM", "DICOM"]
+    study_uids = set()
+    for scan in scans:
+        data, ds = stored(scan)
+        assert scan.file.name.endswith(".dcm")
+        for keyword, original in IDENTIFYING.items():
+            assert str(ds.get(keyword, "")) != original, keyword
+            assert original.encode() not in data, keyword
+        assert b"PID-12345" not in data and b"Doe^Jane" not in data and b"St Example" not in data
+        assert ds.get("PatientBirthDate", "") == ""
+        assert not [element for element in ds if element.tag.is_private]
+        assert ds.PatientIdentityRemoved == "YES"
+        assert ds.DeidentificationMethodCodeSequence[0].CodeValue == "113100"
+        assert ds.StudyInstanceUID != STUDY_UID and STUDY_UID.encode() not in data
+        assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
+        study_uids.add(ds.StudyInstanceUID)
+        assert ds.Modality == "MR" and ds.Rows == 32  # the image itself is kept
+    assert len(study_uids) == 1  # two files of one study keep one pseudonymous study UID
+
+
+def test_one_study_keeps_one_pseudonym_across_uploads(client_for, alice, case, vgg16_model):
+    from portal.cases.models import Scan
+
+    client = client_for(alice)
+    upload(client, case, [dcm("IM0001", instance=1)])
+    upload(client, case, [dcm("IM0002", instance=2, seed=1)])
+    uids = {stored(scan)[1].StudyInstanceUID for scan in Scan.objects.filter(case=case, status="accepted")}
+    assert len(uids) == 1
+
+
+def test_scan_page_shows_series_plane_and_slice_and_images_render_as_png(client_for, alice, case, vgg16_model):
+    from PIL import Image
+
+    from portal.cases.models import Scan
+
+    client = client_for(alice)
+    upload(client, case, [dcm("IM0001")])
+    scan = Scan.objects.get(case=case)
+    page = client.get(f"/scans/{scan.pk}/").content.decode()
+    assert "T1 AX POST" in page and "axial" in page and "12.5 mm" in page
+    image = client.get(f"/scans/{scan.pk}/image/")
+    assert image.status_code == 200 and image["Content-Type"] == "image/png"
+    assert Image.open(io.BytesIO(b"".join(image.streaming_content if image.streaming else [image.content]))).size == (32, 32)
+    thumb = client.get(f"/scans/{scan.pk}/thumbnail/")
+    assert thumb.status_code == 200 and thumb["Content-Type"] == "image/jpeg"
+
+
+def test_ct_and_burned_in_annotation_are_refused_with_their_reason(client_for, alice, case, vgg16_model):
+    from portal.cases.models import Scan
+
+    files = [
+        SimpleUploadedFile("ct.dcm", bundled("CT_small.dcm")),
+        dcm("burned.dcm", burned_in="YES"),
+    ]
+    upload(client_for(alice), case, files)
+    scans = {scan.original_name: scan for scan in Scan.objects.filter(case=case)}
+    assert scans["ct.dcm"].status == "rejected"
+    assert "CT images are not supported: the model reads MRI" in scans["ct.dcm"].rejection_reason
+    assert scans["burned.dcm"].status == "rejected" and "burned-in annotation" in scans["burned.dcm"].rejection_reason
+    assert not any(scan.file for scan in scans.values())
+
+
+def test_multi_frame_object_gives_one_scan_per_frame(client_for, alice, case, vgg16_model, settings):
+    from portal.cases.models import Scan
+
+    upload(client_for(alice), case, [dcm("cine.dcm", frames=3)])
+    scans = list(Scan.objects.filter(case=case, status="accepted").order_by("position"))
+    assert [scan.original_name for scan in scans] == [f"cine.dcm [frame {i}]" for i in (1, 2, 3)]
+    assert len({scan.sha256 for scan in scans}) == 3
+    settings.DICOM_MAX_FRAMES = 2
+    upload(client_for(alice), case, [dcm("long.dcm", frames=3, seed=4)])
+    refused = Scan.objects.get(original_name="long.dcm")
+    assert refused.status == "rejected" and "3 frames; the limit is 2" in refused.rejection_reason
+
+
+def test_zip_of_a_series_is_accepted(client_for, alice, case, vgg16_model):
+    from portal.cases.models import Batch
+
+    archive = make_zip([(f"series/IM{i:04d}", make_mr_dicom(instance=i, seed=i)) for i in range(1, 5)])
+    upload(client_for(alice), case, [SimpleUploadedFile("series.bin", archive)])  # judged by content
+    batch = Batch.objects.get(case=case)
+    assert (batch.files_received, batch.accepted_count, batch.rejected_count) == (4, 4, 0)
+    names = sorted(batch.scans.values_list("original_name", flat=True))
+    assert names[0] == "series.bin/series/IM0001"
+
+
+def _refused_zip(client, case, name, archive):
+    from portal.cases.models import Scan
+
+    upload(client, case, [SimpleUploadedFile(name, archive)])
+    scan = Scan.objects.get(case=case, original_name=name)
+    assert scan.status == "rejected" and not scan.file
+    assert Scan.objects.filter(case=case, status="accepted").count() == 0
+    return scan.rejection_reason
+
+
+def test_zip_with_a_path_outside_the_archive_is_refused(client_for, alice, case, vgg16_model):
+    archive = make_zip([("ok/IM1", make_mr_dicom()), ("../../etc/IM2", make_mr_dicom(seed=2))])
+    assert "points outside the archive" in _refused_zip(client_for(alice), case, "evil.zip", archive)
+
+
+def test_nested_zip_is_refused(client_for, alice, case, vgg16_model):
+    inner = make_zip([("IM1", make_mr_dicom())])
+    archive = make_zip([("IM2", make_mr_dicom(seed=2)), ("inner.dat", inner)])
+    assert "archive inside the archive" in _refused_zip(client_for(alice), case, "nested.zip", archive)
+
+
+def test_zip_bomb_is_refused_by_ratio(client_for, alice, case, vgg16_model):
+    archive = make_zip([("IM1", b"\0" * (8 * 1024 * 1024))])
+    assert "zip bomb" in _refused_zip(client_for(alice), case, "bomb.zip", archive)
+
+
+def test_second_patient_in_an_existing_case_is_refused(client_for, alice, case, vgg16_model):
+    from portal.cases.models import Case, Scan
+
+    client = client_for(alice)
+    upload(client, case, [dcm("IM0001")])
+    case.refresh_from_db()
+    assert len(case.dicom_patient_hash) == 64 and "PID-12345" not in case.dicom_patient_hash
+    upload(client, case, [dcm("other", patient_id="PID-99999", patient_name="Roe^Richard", seed=3)])
+    upload(client, case, [dcm("same", instance=2, seed=4)])
+    other, same = Scan.objects.get(original_name="other"), Scan.objects.get(original_name="same")
+    assert other.status == "rejected" and not other.file
+    assert "belongs to a different patient than this case" in other.rejection_reason
+    assert same.status == "accepted"
+    assert Case.objects.get(pk=case.pk).dicom_patient_hash == case.dicom_patient_hash
+
+
+def test_upload_mixing_two_patients_is_refused_whole(client_for, alice, case, vgg16_model, settings):
+    from portal.cases.models import Batch, Case
+
+    files = [dcm(f"a{i}", instance=i, seed=i) for i in range(3)]
+    files.append(dcm("b0", patient_id="PID-99999", patient_name="Roe^Richard", seed=9))
+    files.append(jpeg("plain.jpg"))
+    media = settings.MEDIA_ROOT / "scans" / str(case.clinic_id)
+    response = upload(client_for(alice), case, files)
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert "2 different patients (3 and 1 files" in page and "refused as a whole" in page
+    assert not Batch.objects.filter(case=case).exists()
+    assert Case.objects.get(pk=case.pk).dicom_patient_hash == ""
+    assert not media.exists() or not any(path.is_file() for path in media.rglob("*"))
+
+
+def test_same_patient_in_two_clinics_gets_unrelated_hashes(clinic_a, clinic_b, alice, mallory):
+    from portal.cases.deidentify import PatientIdentity
+
+    ds = pydicom.dcmread(io.BytesIO(make_mr_dicom()))
+    assert PatientIdentity.of(ds, clinic_a.pk) != PatientIdentity.of(ds, clinic_b.pk)
+
+
+def test_zip_entry_names_cannot_escape(tmp_path):
+    from portal.cases.archives import ArchiveLimits, ArchiveRefused, unpack
+
+    limits = ArchiveLimits(max_entries=10, max_entry_bytes=1 << 20, max_total_bytes=1 << 22, max_ratio=100)
+    for name in ("/abs/IM1", "a/../../IM1", "C:/IM1", "a\\..\\IM1"):
+        out = io.BytesIO()
+        with zipfile.ZipFile(out, "w") as archive:
+            archive.writestr(zipfile.ZipInfo(name), b"x")
+        with pytest.raises(ArchiveRefused):
+            unpack(out.getvalue(), limits)

@@ -43,7 +43,11 @@ INSTALLED_APPS = [
     "portal.cases",
     "portal.reviews",
     "portal.health",
+    "portal.api",
     "classifier",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
 ]
 
 MIDDLEWARE = [
@@ -245,6 +249,36 @@ IMAGE_WORK_BUDGET_BYTES = env_int("IMAGE_WORK_BUDGET_MB", 1024, minimum=16) * 10
 # keep nginx's client_max_body_size at the same value.
 MAX_REQUEST_BYTES = env_int("MAX_REQUEST_MB", 512, minimum=1) * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FILES = UPLOAD_MAX_FILES
+# REST API (portal/api): tokens, throttles, pagination, OpenAPI schema.
+API_TOKEN_DAYS = env_int("API_TOKEN_DAYS", 90, minimum=1)
+API_TOKEN_MAX_DAYS = env_int("API_TOKEN_MAX_DAYS", 365, minimum=1)
+API_THROTTLE_USER = env_str("API_THROTTLE_USER", "300/minute")
+API_THROTTLE_ANON = env_str("API_THROTTLE_ANON", "30/minute")
+API_THROTTLE_UPLOAD = env_str("API_THROTTLE_UPLOAD", "60/hour")
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "portal.api.authentication.ApiTokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_THROTTLE_CLASSES": ["portal.api.throttles.ApiUserThrottle", "portal.api.throttles.ApiAnonThrottle"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env_int("API_PAGE_SIZE", 50, minimum=1),
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "NeuroAI API",
+    "DESCRIPTION": "Cases, batch uploads (JPEG, PNG, MR DICOM, .zip series), progress, predictions and reviews.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
 # DICOM intake (portal/cases/dicom_intake.py): frames per object, .zip limits, pseudonym key.
 DICOM_MAX_FRAMES = env_int("DICOM_MAX_FRAMES", 200, minimum=1)
 DICOM_ZIP_MAX_BYTES = env_int("DICOM_ZIP_MAX_MB", 500, minimum=1) * 1024 * 1024

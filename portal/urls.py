@@ -3,6 +3,7 @@ from django.templatetags.static import static
 from django.urls import include, path
 from django.views.generic.base import RedirectView
 
+from portal.api.urls import token_urlpatterns
 from portal.health import views as health
 
 urlpatterns = [
@@ -10,7 +11,9 @@ urlpatterns = [
     path("healthz/live", health.live, name="healthz_live"),
     # Browsers and admin pages ask for /favicon.ico whatever the page links.
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.ico"), permanent=True)),
+    path("accounts/api-tokens/", include(token_urlpatterns)),
     path("accounts/", include("portal.accounts.urls")),
+    path("api/", include("portal.api.urls")),
     path("admin/", admin.site.urls),
     path("reviews/", include("portal.reviews.urls")),
     path("audit/", include("portal.audit.urls")),

@@ -69,9 +69,13 @@ def clinic_a_objects(client_for, alice, bob, carol, clinic_a, vgg16_model):
     review = Review.objects.create(
         prediction=prediction, scan=scan, reviewer=bob, verdict="confirmed", label="tumor"
     )
+    from portal.api.models import ApiToken
+
+    token, _ = ApiToken.issue(carol, "isolation")  # a token is its owner's alone
     return {
         "version_id": vgg16_model,
         "kind": "roc",
+        "token_id": token,
         "case_id": case,
         "batch_id": batch,
         "scan_id": scan,
@@ -112,6 +116,8 @@ def test_the_enumeration_sees_the_app(clinic_a_objects):
     expected = {
         "cases:detail", "cases:upload", "cases:batch", "cases:batch_progress", "cases:batch_predict",
         "cases:job", "cases:scan", "cases:scan_image", "cases:scan_thumbnail", "cases:heatmap",
+        "api:case", "api:case_batches", "api:batch", "api:batch_predictions", "api:prediction",
+        "api:prediction_reviews", "api_token_revoke",
     }
     assert expected <= names, expected - names
 
@@ -151,6 +157,10 @@ def test_every_object_url_needs_login(clinic_a_objects):
     anonymous = Client()
     for route in id_routes():
         url = url_for(route, clinic_a_objects)
+        if route.name.startswith("api:"):  # the API answers 401 instead of a login redirect
+            assert anonymous.get(url).status_code == 401, route.name
+            assert anonymous.post(url, {}).status_code == 401, route.name
+            continue
         response = anonymous.get(url)
         assert response.status_code in (302, 405), f"{route.name}: anonymous got {response.status_code}"
         if response.status_code == 302:

@@ -1,0 +1,112 @@
+"""What the API returns: the same objects the pages show, never a bare result."""
+
+from rest_framework import serializers
+
+from classifier.models import Label, ModelVersion, Prediction, Review
+from portal.accounts.models import Clinic
+from portal.cases.models import Batch, Case, Scan
+
+
+class ModelVersionSerializer(serializers.ModelSerializer):
+    display_name = serializers.CharField(read_only=True)
+
+    class Meta:
+        model = ModelVersion
+        fields = ["id", "architecture", "version", "display_name", "threshold", "is_active", "created_at", "activated_at"]
+
+
+class CaseSerializer(serializers.ModelSerializer):
+    clinic = serializers.PrimaryKeyRelatedField(queryset=Clinic.objects.none(), required=False)
+
+    class Meta:
+        model = Case
+        fields = ["id", "clinic", "patient_ref", "notes", "created_at", "last_activity_at"]
+        read_only_fields = ["created_at", "last_activity_at"]
+        validators = []  # uniqueness is checked case-insensitively in validate()
+
+    def __init__(self, *args, clinics=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if clinics is not None:
+            self.fields["clinic"].queryset = clinics
+
+    def validate_patient_ref(self, value):
+        return value.strip()
+
+    def validate(self, data):
+        clinics = self.fields["clinic"].queryset
+        if "clinic" not in data:
+            if clinics.count() != 1:
+                raise serializers.ValidationError({"clinic": "Say which clinic the case belongs to."})
+            data["clinic"] = clinics.get()
+        if Case.objects.filter(clinic=data["clinic"], patient_ref__iexact=data["patient_ref"]).exists():
+            raise serializers.ValidationError(
+                {"patient_ref": "A case with this patient reference already exists in this clinic."}
+            )
+        return data
+
+
+class ScanSerializer(serializers.ModelSerializer):
+    name = serializers.CharField(source="original_name")
+    reason = serializers.CharField(source="rejection_reason")
+
+    class Meta:
+        model = Scan
+        fields = ["id", "position", "name", "status", "reason", "format", "width", "height",
+                  "series_description", "plane", "slice_position"]
+
+
+class BatchSerializer(serializers.ModelSerializer):
+    finished = serializers.SerializerMethodField()
+    jobs = serializers.SerializerMethodField()
+    scans = ScanSerializer(many=True, read_only=True)
+
+    class Meta:
+        model = Batch
+        fields = ["id", "case", "created_at", "files_received", "accepted_count", "rejected_count",
+                  "duplicate_count", "finished", "jobs", "scans"]
+
+    def _jobs(self, batch):
+        from portal.cases.views import _batch_jobs, _job_json
+
+        if not hasattr(batch, "_api_jobs"):
+            batch._api_jobs = [_job_json(job) for job in _batch_jobs(batch)]
+        return batch._api_jobs
+
+    def get_jobs(self, batch) -> list[dict]:
+        return self._jobs(batch)
+
+    def get_finished(self, batch) -> bool:
+        return all(job["finished"] for job in self._jobs(batch))
+
+
+class PredictionSerializer(serializers.ModelSerializer):
+    id = serializers.UUIDField(source="public_id")
+    scan = serializers.UUIDField(source="scan_id")
+    scan_name = serializers.CharField(source="scan.original_name")
+    model_version = ModelVersionSerializer()
+    gate = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Prediction
+        fields = ["id", "scan", "scan_name", "model_version", "probability", "label", "threshold",
+                  "error", "gate", "round", "created_at"]
+
+    def get_gate(self, prediction) -> dict | None:
+        """The plausibility gate's verdict, where the deployment records one."""
+        state = getattr(prediction, "gate_state", None)
+        return {"state": state, "reason": getattr(prediction, "gate_reason", "")} if state else None
+
+
+class ReviewSerializer(serializers.ModelSerializer):
+    prediction = serializers.UUIDField(source="prediction.public_id", read_only=True)
+    reviewer = serializers.CharField(source="reviewer.username", read_only=True)
+
+    class Meta:
+        model = Review
+        fields = ["id", "prediction", "reviewer", "verdict", "label", "note", "created_at"]
+
+
+class ReviewInputSerializer(serializers.Serializer):
+    verdict = serializers.ChoiceField(choices=Review.Verdict.choices)
+    label = serializers.ChoiceField(choices=Label.choices, required=False, allow_blank=True)
+    note = serializers.CharField(required=False, allow_blank=True, max_length=2000)

@@ -1,0 +1,58 @@
+"""The API tokens page: create (the key is shown once) and revoke your own tokens."""
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.http import Http404
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from portal.api.models import ApiToken
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the token is for, e.g. “PACS export script”.")
+    days = forms.IntegerField(label="Valid for (days)", min_value=1)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["days"].max_value = settings.API_TOKEN_MAX_DAYS
+        self.fields["days"].widget.attrs["max"] = settings.API_TOKEN_MAX_DAYS
+        self.fields["days"].initial = settings.API_TOKEN_DAYS
+
+    def clean_days(self):
+        days = self.cleaned_data["days"]
+        if days > settings.API_TOKEN_MAX_DAYS:
+            raise forms.ValidationError(f"At most {settings.API_TOKEN_MAX_DAYS} days.")
+        return days
+
+
+@never_cache
+@login_required
+@require_http_methods(["GET", "POST"])
+def token_list(request):
+    form = TokenForm(request.POST or None)
+    new_key = None
+    if request.method == "POST" and form.is_valid():
+        token, new_key = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["days"])
+        messages.success(request, f"Token “{token.name}” created. Copy its key now: it is not shown again.")
+        form = TokenForm()
+    tokens = request.user.api_tokens.all()
+    response = render(request, "api/tokens.html", {"form": form, "tokens": tokens, "new_key": new_key})
+    response["Cache-Control"] = "private, no-store"
+    return response
+
+
+@login_required
+@require_POST
+def token_revoke(request, token_id):
+    token = request.user.api_tokens.filter(pk=token_id).first()
+    if token is None:
+        raise Http404("No such token.")
+    if token.revoked_at is None:
+        ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+        messages.success(request, f"Token “{token.name}” revoked.")
+    return redirect("api_tokens")

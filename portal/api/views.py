@@ -1,0 +1,208 @@
+"""REST API (/api/v1/): the same access helpers, roles, intake and audit as the pages.
+
+An object of another clinic answers 404, like a missing one; a member without the role
+gets 403. Uploads go through the page's form (same limits) and ``ingest``."""
+
+from django.db import IntegrityError, transaction
+from drf_spectacular.utils import extend_schema
+from rest_framework import generics, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from classifier.models import ModelVersion, Prediction, Review
+from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role
+from portal.api.serializers import (
+    BatchSerializer, CaseSerializer, ModelVersionSerializer, PredictionSerializer,
+    ReviewInputSerializer, ReviewSerializer,
+)
+from portal.api.throttles import ApiUploadThrottle
+from portal.audit.log import record
+from portal.audit.models import AuditEvent
+from portal.cases import access
+from portal.cases.dicom_intake import UploadRefused
+from portal.cases.forms import UploadForm
+from portal.cases.models import Batch, Case
+from portal.cases.uploads import active_versions, ingest
+
+
+def _require(user, clinic, roles):
+    if not has_role(user, clinic, roles):
+        raise PermissionDenied("Your role in this clinic does not allow this.")
+
+
+class CaseList(generics.ListCreateAPIView):
+    """Cases of your clinics (newest activity first); create one in a clinic where you may upload."""
+
+    serializer_class = CaseSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Case.objects.none()
+        cases = access.cases_for(self.request.user).order_by("-last_activity_at", "-created_at")
+        if ref := self.request.query_params.get("patient_ref"):
+            cases = cases.filter(patient_ref__iexact=ref.strip())
+        return cases
+
+    def get_serializer(self, *args, **kwargs):
+        if getattr(self, "swagger_fake_view", False):  # schema generation, no user
+            return CaseSerializer(*args, **kwargs)
+        return CaseSerializer(*args, clinics=clinics_where(self.request.user, CAN_UPLOAD), **kwargs)
+
+    def perform_create(self, serializer):
+        if not clinics_where(self.request.user, CAN_UPLOAD).exists():
+            raise PermissionDenied("You are not a member of a clinic where you may create cases.")
+        try:
+            with transaction.atomic():
+                case = serializer.save(created_by=self.request.user)
+                record(self.request, AuditEvent.Action.CASE_CREATE, obj=case, clinic=case.clinic, via="api")
+        except IntegrityError:
+            raise ValidationError({"patient_ref": "A case with this patient reference already exists in this clinic."}) from None
+
+
+class CaseDetail(APIView):
+    @extend_schema(responses=CaseSerializer, operation_id="v1_case_detail")
+    def get(self, request, case_id):
+        case = access.get_case_for(request.user, case_id)
+        record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic, via="api")
+        return Response(CaseSerializer(case).data)
+
+
+class CaseBatches(generics.ListAPIView):
+    """GET: the case's uploads. POST (multipart): upload many files as one batch, exactly as
+    the page does — fields ``files`` (repeated) and ``models`` (repeated; default: every
+    active model). DICOM, .zip series and JPEG/PNG are judged by content."""
+
+    serializer_class = BatchSerializer
+    parser_classes = [MultiPartParser, FormParser]
+
+    def get_throttles(self):
+        throttles = super().get_throttles()
+        return throttles + [ApiUploadThrottle()] if self.request.method == "POST" else throttles
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Batch.objects.none()
+        case = access.get_case_for(self.request.user, self.kwargs["case_id"])
+        return case.batches.prefetch_related("scans").order_by("-created_at")
+
+    @extend_schema(
+        request={"multipart/form-data": {"type": "object", "properties": {
+            "files": {"type": "array", "items": {"type": "string", "format": "binary"}},
+            "models": {"type": "array", "items": {"type": "string"}}}}},
+        responses={201: BatchSerializer},
+    )
+    def post(self, request, case_id):
+        case = access.get_case_for(request.user, case_id)
+        _require(request.user, case.clinic, CAN_UPLOAD)
+        versions = active_versions()
+        data = request.data.copy()
+        if not data.getlist("models"):
+            data.setlist("models", list(versions))
+        form = UploadForm(data, request.FILES, active_versions=versions)
+        if not form.is_valid():
+            return Response(form.errors.get_json_data(), status=status.HTTP_400_BAD_REQUEST)
+        try:
+            result = ingest(case, request.user, form.cleaned_data["files"], form.cleaned_data["models"])
+        except UploadRefused as exc:
+            return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
+        batch = result.batch
+        record(
+            request, AuditEvent.Action.UPLOAD, obj=batch, clinic=case.clinic, case=str(case.pk),
+            files=batch.files_received, accepted=batch.accepted_count, rejected=batch.rejected_count,
+            duplicates=batch.duplicate_count, models=[job.model_version.display_name for job in result.jobs],
+            via="api",
+        )
+        body = BatchSerializer(batch).data
+        body["missing_models"] = result.missing_models
+        return Response(body, status=status.HTTP_201_CREATED, headers={"Location": f"/api/v1/batches/{batch.pk}/"})
+
+
+class BatchDetail(APIView):
+    """One upload: its counts, every file's verdict, and the progress of its analyses."""
+
+    @extend_schema(responses=BatchSerializer)
+    def get(self, request, batch_id):
+        batch = access.get_batch_for(request.user, batch_id)
+        return Response(BatchSerializer(batch).data)
+
+
+class BatchPredictions(generics.ListAPIView):
+    """Predictions of a batch's scans (each with its model version, probability, label and
+    threshold; failed attempts carry their error)."""
+
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Prediction.objects.none()
+        batch = access.get_batch_for(self.request.user, self.kwargs["batch_id"])
+        record(self.request, AuditEvent.Action.CASE_VIEW, obj=batch.case, clinic=batch.case.clinic,
+               batch=str(batch.pk), via="api")
+        return (Prediction.objects.filter(scan__batch=batch).select_related("scan", "model_version")
+                .order_by("scan__position", "model_version__architecture", "created_at"))
+
+
+class PredictionDetail(APIView):
+    @extend_schema(responses=PredictionSerializer)
+    def get(self, request, prediction_id):
+        prediction = access.get_prediction_for(request.user, prediction_id)
+        return Response(PredictionSerializer(prediction).data)
+
+
+class PredictionReviews(generics.ListAPIView):
+    """GET: every review of a prediction. POST (reviewers): confirm or correct it, once."""
+
+    serializer_class = ReviewSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Review.objects.none()
+        prediction = access.get_prediction_for(self.request.user, self.kwargs["prediction_id"])
+        return prediction.reviews.select_related("reviewer", "prediction").order_by("created_at", "id")
+
+    @extend_schema(request=ReviewInputSerializer, responses={201: ReviewSerializer})
+    def post(self, request, prediction_id):
+        from portal.reviews.forms import ReviewForm
+        from portal.reviews.views import _save_review
+
+        prediction = access.get_prediction_for(request.user, prediction_id)
+        _require(request.user, prediction.scan.case.clinic, CAN_REVIEW)
+        if prediction.error or prediction.scan.status != "accepted":
+            return Response({"detail": "This prediction cannot be reviewed."}, status=status.HTTP_400_BAD_REQUEST)
+        ReviewInputSerializer(data=request.data).is_valid(raise_exception=True)
+        form = ReviewForm(request.data, prediction=prediction)
+        if not form.is_valid():
+            return Response(form.errors.get_json_data(), status=status.HTTP_400_BAD_REQUEST)
+        created = _save_review(request, prediction, form.cleaned_data)
+        if created is None:
+            return Response({"detail": "You have already reviewed this prediction; your earlier verdict stands."},
+                            status=status.HTTP_409_CONFLICT)
+        return Response(ReviewSerializer(created).data, status=status.HTTP_201_CREATED)
+
+
+class ReviewQueue(generics.ListAPIView):
+    """Predictions waiting for a review in the clinics where you review (lowest confidence first)."""
+
+    serializer_class = PredictionSerializer
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return Prediction.objects.none()
+        from django.db.models import F
+        from django.db.models.functions import Abs
+
+        from portal.reviews.access import review_queue
+
+        if not clinics_where(self.request.user, CAN_REVIEW).exists():
+            raise PermissionDenied("Your role does not allow reviewing.")
+        return (review_queue(self.request.user).select_related("scan", "model_version")
+                .annotate(margin=Abs(F("probability") - 0.5)).order_by("margin", "created_at", "id"))
+
+
+class ModelVersionList(generics.ListAPIView):
+    serializer_class = ModelVersionSerializer
+    queryset = ModelVersion.objects.order_by("architecture", "-created_at")
+
+

@@ -1,0 +1,194 @@
+"""REST API: token life cycle, uploads through the same intake as the page, predictions
+as JSON, roles, throttling, schema and docs."""
+
+from datetime import timedelta
+
+import pytest
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.test import Client
+from django.utils import timezone
+
+from tests.fixtures.dicom import make_mr_dicom, make_zip
+from tests.fixtures.images import make_image_bytes
+from tests.portal.helpers import jpeg, make_case, upload
+
+pytestmark = pytest.mark.django_db
+
+
+def api(key):
+    return Client(HTTP_AUTHORIZATION=f"Token {key}")
+
+
+def csrf(client):
+    client.get("/accounts/api-tokens/")
+    return client.cookies["csrftoken"].value
+
+
+@pytest.fixture
+def alice_key(alice):
+    from portal.api.models import ApiToken
+
+    return ApiToken.issue(alice, "script")[1]
+
+
+def test_token_life_cycle_create_use_revoke_expire(client_for, alice):
+    from portal.api.models import ApiToken, hash_key
+
+    page = client_for(alice)
+    response = page.post("/accounts/api-tokens/", {"name": "PACS bridge", "days": 30, "csrfmiddlewaretoken": csrf(page)})
+    assert response.status_code == 200
+    html = response.content.decode()
+    token = ApiToken.objects.get(user=alice)
+    key = html.split('id="new-key">')[1].split("<")[0]
+    assert key.startswith("nai_") and token.key_hash == hash_key(key) and key not in str(token.__dict__)
+    assert 29 <= (token.expires_at - timezone.now()).days <= 30
+    assert key not in page.get("/accounts/api-tokens/").content.decode()  # shown once
+    assert api(key).get("/api/v1/cases/").status_code == 200
+    token.refresh_from_db()
+    assert token.last_used_at is not None
+    assert api("nai_not-a-real-key").get("/api/v1/cases/").status_code == 401
+    assert Client().get("/api/v1/cases/").status_code in (401, 403)
+    assert page.post(f"/accounts/api-tokens/{token.pk}/revoke/", {"csrfmiddlewaretoken": csrf(page)}).status_code == 302
+    assert api(key).get("/api/v1/cases/").status_code == 401
+    other_token, other_key = ApiToken.issue(alice, "old")
+    ApiToken.objects.filter(pk=other_token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    assert api(other_key).get("/api/v1/cases/").status_code == 401
+
+
+def test_only_the_owner_can_revoke_a_token(client_for, alice, mallory):
+    from portal.api.models import ApiToken
+
+    token, key = ApiToken.issue(alice, "script")
+    other = client_for(mallory)
+    assert other.post(f"/accounts/api-tokens/{token.pk}/revoke/", {"csrfmiddlewaretoken": csrf(other)}).status_code == 404
+    assert api(key).get("/api/v1/cases/").status_code == 200
+
+
+def test_case_list_and_create_respect_clinics_and_roles(alice, alice_key, mallory, clinic_a, clinic_b, bob):
+    from portal.api.models import ApiToken
+
+    make_case(clinic_b, mallory, ref="B-SECRET")
+    client = api(alice_key)
+    created = client.post("/api/v1/cases/", {"patient_ref": "P-API-1"}, content_type="application/json")
+    assert created.status_code == 201 and created.json()["clinic"] == str(clinic_a.pk)
+    again = client.post("/api/v1/cases/", {"patient_ref": "p-api-1"}, content_type="application/json")
+    assert again.status_code == 400 and "already exists" in again.content.decode()
+    elsewhere = client.post("/api/v1/cases/", {"patient_ref": "X", "clinic": str(clinic_b.pk)}, content_type="application/json")
+    assert elsewhere.status_code == 400
+    listed = client.get("/api/v1/cases/").json()
+    assert [case["patient_ref"] for case in listed["results"]] == ["P-API-1"] and listed["count"] == 1
+
+
+def test_upload_of_20_files_gives_the_same_batch_as_the_page(client_for, alice, alice_key, clinic_a, vgg16_model):
+    from portal.cases.models import Batch
+
+    def files():
+        made = [SimpleUploadedFile(f"scan-{i:02d}.jpg", make_image_bytes(size=(40, 40), seed=i)) for i in range(18)]
+        made.append(SimpleUploadedFile("notes.jpg", b"not an image at all"))
+        made.append(SimpleUploadedFile("again.jpg", make_image_bytes(size=(40, 40), seed=0)))
+        return made
+
+    page_case = make_case(clinic_a, alice, ref="P-PAGE")
+    api_case = make_case(clinic_a, alice, ref="P-API")
+    upload(client_for(alice), page_case, files())
+    response = api(alice_key).post(f"/api/v1/cases/{api_case.pk}/batches/", {"files": files()})
+    assert response.status_code == 201, response.content
+    body = response.json()
+    page_batch, api_batch = Batch.objects.get(case=page_case), Batch.objects.get(case=api_case)
+    assert body["id"] == str(api_batch.pk) and response["Location"] == f"/api/v1/batches/{api_batch.pk}/"
+
+    def shape(batch):
+        scans = batch.scans.order_by("position")
+        return (
+            (batch.files_received, batch.accepted_count, batch.rejected_count, batch.duplicate_count),
+            [(s.position, s.original_name, s.status, s.rejection_reason.split("“")[0], s.sha256) for s in scans],
+            sorted(job.model_version_id for job in batch.prediction_jobs.all()),
+        )
+
+    assert shape(page_batch) == shape(api_batch)
+    assert shape(api_batch)[0] == (20, 18, 1, 1)
+    assert (body["accepted_count"], body["rejected_count"], body["duplicate_count"]) == (18, 1, 1)
+    assert body["jobs"][0]["architecture"] == "vgg16" and body["finished"] is False
+    progress = api(alice_key).get(f"/api/v1/batches/{api_batch.pk}/").json()
+    assert progress["jobs"][0]["total"] == 18
+
+
+def test_upload_limits_are_the_pages(alice, alice_key, clinic_a, vgg16_model, settings):
+    case = make_case(clinic_a, alice)
+    settings.UPLOAD_MAX_FILES = 2
+    response = api(alice_key).post(
+        f"/api/v1/cases/{case.pk}/batches/", {"files": [jpeg(f"{i}.jpg", seed=i) for i in range(3)]}
+    )
+    assert response.status_code == 400 and "one upload takes at most 2" in response.content.decode()
+
+
+def test_dicom_series_by_api_and_predictions_back_as_json(alice, alice_key, clinic_a, vgg16_model):
+    from classifier.models import Prediction
+
+    case = make_case(clinic_a, alice)
+    archive = make_zip([(f"IM{i}", make_mr_dicom(instance=i, seed=i)) for i in range(3)])
+    client = api(alice_key)
+    response = client.post(f"/api/v1/cases/{case.pk}/batches/", {"files": [SimpleUploadedFile("series.zip", archive)]})
+    assert response.status_code == 201 and response.json()["accepted_count"] == 3
+    scan = response.json()["scans"][0]
+    assert scan["format"] == "DICOM" and scan["series_description"] == "T1 AX POST" and scan["plane"] == "axial"
+    batch_id = response.json()["id"]
+    job = case.batches.get().prediction_jobs.get()
+    Prediction.objects.create(
+        scan_id=scan["id"], model_version=vgg16_model, job=job, probability=0.91, label="tumor", threshold=0.5
+    )
+    body = client.get(f"/api/v1/batches/{batch_id}/predictions/").json()
+    assert body["count"] == 1
+    [row] = body["results"]
+    assert row["probability"] == 0.91 and row["label"] == "tumor" and row["threshold"] == 0.5
+    assert row["model_version"]["architecture"] == "vgg16" and row["scan"] == scan["id"]
+    mixed = make_zip([("a", make_mr_dicom(seed=7)), ("b", make_mr_dicom(seed=8, patient_id="OTHER"))])
+    refused = client.post(f"/api/v1/cases/{case.pk}/batches/", {"files": [SimpleUploadedFile("mixed.zip", mixed)]})
+    assert refused.status_code == 400 and "refused as a whole" in refused.json()["detail"]
+
+
+def test_reviews_need_the_reviewer_role(alice, bob, alice_key, clinic_a, vgg16_model):
+    from classifier.models import Prediction
+    from portal.api.models import ApiToken
+
+    case = make_case(clinic_a, alice)
+    response = api(alice_key).post(f"/api/v1/cases/{case.pk}/batches/", {"files": [jpeg("a.jpg")]})
+    batch = case.batches.get()
+    prediction = Prediction.objects.create(
+        scan=batch.scans.get(), model_version=vgg16_model, job=batch.prediction_jobs.get(),
+        probability=0.2, label="no_tumor", threshold=0.5,
+    )
+    url = f"/api/v1/predictions/{prediction.public_id}/reviews/"
+    assert response.status_code == 201
+    assert api(alice_key).post(url, {"verdict": "confirmed"}, content_type="application/json").status_code == 403
+    assert api(alice_key).get("/api/v1/reviews/queue/").status_code == 403
+    bob_key = ApiToken.issue(bob, "reviews")[1]
+    queue = api(bob_key).get("/api/v1/reviews/queue/").json()
+    assert [row["id"] for row in queue["results"]] == [str(prediction.public_id)]
+    made = api(bob_key).post(url, {"verdict": "corrected", "note": "enhancing lesion"}, content_type="application/json")
+    assert made.status_code == 201 and made.json()["label"] == "tumor"
+    again = api(bob_key).post(url, {"verdict": "confirmed"}, content_type="application/json")
+    assert again.status_code == 409
+    assert api(bob_key).get("/api/v1/reviews/queue/").json()["count"] == 0
+
+
+def test_throttling_answers_429(alice, alice_key, settings):
+    settings.API_THROTTLE_USER = "3/minute"
+    from django.core.cache import cache
+
+    cache.clear()
+    client = api(alice_key)
+    codes = [client.get("/api/v1/model-versions/").status_code for _ in range(5)]
+    assert codes[:3] == [200, 200, 200] and codes[3] == 429
+    assert "Retry-After" in client.get("/api/v1/model-versions/")
+
+
+def test_schema_and_docs_are_served_without_outside_assets(client_for, alice):
+    client = client_for(alice)
+    schema = client.get("/api/schema/?format=json")
+    assert schema.status_code == 200
+    paths = schema.json()["paths"]
+    assert {"/api/v1/cases/{case_id}/batches/", "/api/v1/batches/{batch_id}/predictions/"} <= set(paths)
+    assert "apiToken" in schema.json()["components"]["securitySchemes"]
+    docs = client.get("/api/docs/").content.decode()
+    assert "swagger" in docs.lower() and "cdn." not in docs and "unpkg" not in docs

@@ -26,6 +26,7 @@ import math
 import os
 import signal
 import traceback
+from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -34,6 +35,7 @@ from django.utils import timezone
 
 from classifier import claims
 from classifier.models import ChunkStatus, JobStatus, Prediction, PredictionChunk, PredictionJob
+from classifier.signals import announce_batch_finished
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +164,7 @@ def count_interruption(chunk, how):
             f"the limit is JOB_MAX_ATTEMPTS={settings.JOB_MAX_ATTEMPTS}. Look at the worker's log "
             "for the cause (memory limit, crash in native code, host restart).",
         )
+        transaction.on_commit(partial(announce_batch_finished, job.batch_id))
     _close(chunk)
     return False
 
@@ -342,6 +345,7 @@ def finish(job_id):
                 JobStatus.PARTIAL,
                 user_error=f"{job.failed} of {job.total} scans could not be analysed.",
             )
+        transaction.on_commit(partial(announce_batch_finished, job.batch_id))
         return job
 
 
@@ -360,6 +364,7 @@ def fail(chunk_id, task_id, user_error, exc):
                 admin_error=describe(exc),
                 admin_traceback="".join(traceback.format_exception(exc)),
             )
+            transaction.on_commit(partial(announce_batch_finished, job.batch_id))
 
 
 def prepare_retry(chunk_id, task_id, exc):

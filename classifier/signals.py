@@ -25,3 +25,20 @@ def announce(action, *, request=None, actor=None, obj=None, clinic_id=None, **ex
         sender=type(obj) if obj is not None else None,
         action=action, request=request, actor=actor, obj=obj, clinic_id=clinic_id, extra=extra,
     )
+
+
+# Sent (after commit) once every prediction job of a batch has finished; ``batch_id`` is the
+# batch's pk. The portal's notifications listen to it. It may be sent more than once for one
+# batch (two jobs finishing at once both see the batch done): receivers must be idempotent.
+batch_finished = Signal()
+
+
+def announce_batch_finished(batch_id):
+    """Called after a job's final state is committed: tells the receivers when it was the
+    batch's last unfinished job."""
+    from classifier.models import PredictionJob
+    from classifier.models.jobs import FINISHED
+
+    jobs = PredictionJob.objects.filter(batch_id=batch_id)
+    if jobs.exists() and not jobs.exclude(status__in=FINISHED).exists():
+        batch_finished.send(sender=PredictionJob, batch_id=batch_id)

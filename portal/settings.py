@@ -44,6 +44,7 @@ INSTALLED_APPS = [
     "portal.reviews",
     "portal.health",
     "portal.api",
+    "portal.notifications",
     "classifier",
     "rest_framework",
     "drf_spectacular",
@@ -278,6 +279,25 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
 }
+
+# Notifications (portal/notifications): e-mail when a batch finishes (opt-in per user) and
+# a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times WEBHOOK_RETRY_SECONDS x 2^n apart.
+EMAIL_BACKEND = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "file": "django.core.mail.backends.filebased.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+}[env_choice("EMAIL_BACKEND", "console", ("console", "file", "smtp"))]
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "neuroai@localhost")
+PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:8000")
+WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
+WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 30, minimum=0)
+WEBHOOK_TIMEOUT_SECONDS = env_int("WEBHOOK_TIMEOUT_SECONDS", 10, minimum=1)
 
 # DICOM intake (portal/cases/dicom_intake.py): frames per object, .zip limits, pseudonym key.
 DICOM_MAX_FRAMES = env_int("DICOM_MAX_FRAMES", 200, minimum=1)

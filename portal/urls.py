@@ -5,6 +5,7 @@ from django.views.generic.base import RedirectView
 
 from portal.api.urls import token_urlpatterns
 from portal.health import views as health
+from portal.notifications.views import preferences
 
 urlpatterns = [
     path("healthz", health.ready, name="healthz"),
@@ -12,6 +13,7 @@ urlpatterns = [
     # Browsers and admin pages ask for /favicon.ico whatever the page links.
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.ico"), permanent=True)),
     path("accounts/api-tokens/", include(token_urlpatterns)),
+    path("accounts/notifications/", preferences, name="notification_preferences"),
     path("accounts/", include("portal.accounts.urls")),
     path("api/", include("portal.api.urls")),
     path("admin/", admin.site.urls),

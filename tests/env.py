@@ -30,3 +30,7 @@ os.environ.setdefault(
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("LOGIN_FAILURE_LIMIT", "5")
 os.makedirs(os.path.join(os.environ["NEUROAI_DATA_DIR"], "staticfiles"), exist_ok=True)
+# Notifications: the worker writes e-mails to NEUROAI_DATA_DIR/mail; webhook retries are quick.
+os.environ.setdefault("EMAIL_BACKEND", "file")
+os.environ.setdefault("WEBHOOK_RETRY_SECONDS", "1")
+os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "4")

@@ -1,0 +1,29 @@
+from django.contrib import admin
+
+from portal.notifications.models import ClinicWebhook, NotificationPreference, WebhookDelivery
+
+
+@admin.register(ClinicWebhook)
+class ClinicWebhookAdmin(admin.ModelAdmin):
+    list_display = ["clinic", "url", "is_active", "created_at"]
+    list_filter = ["is_active"]
+
+
+@admin.register(WebhookDelivery)
+class WebhookDeliveryAdmin(admin.ModelAdmin):
+    """The delivery log: every event, its attempts and the endpoint's last answer."""
+
+    list_display = ["created_at", "webhook", "event", "status", "attempts", "last_status_code", "last_error", "delivered_at"]
+    list_filter = ["status", "event"]
+    readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(NotificationPreference)
+class NotificationPreferenceAdmin(admin.ModelAdmin):
+    list_display = ["user", "email_on_batch_finished"]

@@ -203,6 +203,33 @@ def series_info(ds) -> dict:
     }
 
 
+def check_intake_limits(ds, data_bytes: int, limits) -> None:
+    """The same header checks as JPEG/PNG (``ml.intake``): shape, minimum side, aspect and
+    the memory that decoding every frame and preparing one would take, before any pixel
+    is decoded. Raises :class:`ml.intake.ImageRejected`."""
+    from ml.intake import ImageRejected, _check_shape, working_bytes
+
+    rows, columns = int(ds.get("Rows") or 0), int(ds.get("Columns") or 0)
+    mode = "RGB" if int(ds.get("SamplesPerPixel") or 1) == 3 else "I;16"
+    _check_shape(columns, rows, mode, data_bytes, limits)
+    frames = frame_count(ds)
+    need = working_bytes(columns, rows, mode, data_bytes) + (frames - 1) * rows * columns * 8
+    if need > limits.work_budget_bytes:
+        raise ImageRejected(
+            f"the {frames} frames of {columns} × {rows} pixels would need about "
+            f"{need // (1024 * 1024)} MB of memory to process; the limit is "
+            f"{limits.work_budget_bytes // (1024 * 1024)} MB"
+        )
+
+
+def check_frame_content(image, limits) -> None:
+    """Blank / uniform / structureless frames are refused like such JPEGs (``ml.intake``)."""
+    from ml.intake import _check_content
+
+    if limits.content_checks:
+        _check_content(image)
+
+
 def decode_single(data: bytes, limits):
     """The hook for :func:`ml.intake.decode_image`: a single-frame MR DICOM -> DecodedImage.
 
@@ -213,8 +240,10 @@ def decode_single(data: bytes, limits):
     try:
         ds = read_dataset(data)
         check_dataset(ds, max_pixels=limits.max_pixels, max_frames=1)
+        check_intake_limits(ds, len(data), limits)
         (frame,) = frames_to_rgb(ds)
     except DicomRejected as exc:
         raise ImageRejected(exc.reason) from None
     image = frame.image
+    check_frame_content(image, limits)
     return DecodedImage(image=image, width=image.width, height=image.height, format="DICOM")

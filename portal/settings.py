@@ -280,20 +280,8 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-# Notifications (portal/notifications): e-mail when a batch finishes (opt-in per user) and
-# a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times WEBHOOK_RETRY_SECONDS x 2^n apart.
-EMAIL_BACKEND = {
-    "console": "django.core.mail.backends.console.EmailBackend",
-    "file": "django.core.mail.backends.filebased.EmailBackend",
-    "smtp": "django.core.mail.backends.smtp.EmailBackend",
-}[env_choice("EMAIL_BACKEND", "console", ("console", "file", "smtp"))]
-EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH", str(DATA_DIR / "mail"))
-EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
-EMAIL_PORT = env_int("EMAIL_PORT", 587, minimum=1)
-EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
-EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
-EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
-DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "neuroai@localhost")
+# Notifications (portal/notifications): e-mail when a batch finishes (opt-in per user; the
+# e-mail settings above) and a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times WEBHOOK_RETRY_SECONDS x 2^n apart.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:8000")
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 30, minimum=0)

@@ -18,7 +18,11 @@ from collections import Counter
 from django.conf import settings
 from django.template.defaultfilters import pluralize
 
-from ml.dicom import DicomRejected, check_dataset, frame_count, frames_to_rgb, is_dicom, read_dataset, series_info
+from ml.dicom import (
+    DicomRejected, check_dataset, check_frame_content, check_intake_limits, frame_count, frames_to_rgb,
+    is_dicom, read_dataset, series_info,
+)
+from ml.intake import ImageRejected
 from portal.cases.archives import ArchiveLimits, ArchiveRefused, is_zip, unpack
 from portal.cases.deidentify import Deidentifier, PatientIdentity
 
@@ -102,16 +106,22 @@ class DicomIntake:
         try:
             ds = read_dataset(data)
             check_dataset(ds, max_pixels=limits.max_pixels, max_frames=settings.DICOM_MAX_FRAMES)
+            check_intake_limits(ds, len(data), limits)
             frames = frames_to_rgb(ds)  # decodes every frame: a file that cannot be read is refused now
-        except DicomRejected as exc:
+        except (DicomRejected, ImageRejected) as exc:
             return [_rejected(self.make, name, len(data), exc.reason)]
         patient = PatientIdentity.of(ds, self.clinic_id)
         info = series_info(ds)
         singles = [ds] if len(frames) == 1 else split_frames(ds)
         out = []
         for frame, single in zip(frames, singles):
-            content = self.deidentifier.deidentify(single)
             shown = name if len(frames) == 1 else f"{name} [frame {frame.index + 1}]"[:255]
+            try:
+                check_frame_content(frame.image, limits)
+            except ImageRejected as exc:  # e.g. a blank slice at the edge of a volume
+                out.append(_rejected(self.make, shown, 0, exc.reason))
+                continue
+            content = self.deidentifier.deidentify(single)
             out.append(self.make(
                 name=shown, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
                 format="DICOM", width=frame.image.width, height=frame.image.height, content=content,

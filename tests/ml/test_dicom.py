@@ -67,5 +67,14 @@ def test_frame_count_and_pixels_are_bounded():
     assert len(frames_to_rgb(ds)) == 4
     with pytest.raises(DicomRejected, match="4 frames; the limit is 3"):
         check_dataset(ds, max_pixels=10_000, max_frames=3)
-    with pytest.raises(DicomRejected, match="1024 pixels; the limit is 1000"):
+    with pytest.raises(DicomRejected, match="4096 pixels; the limit is 1000"):
         check_dataset(ds, max_pixels=1000, max_frames=10)
+
+
+def test_dicom_meets_the_same_shape_and_content_checks_as_jpeg():
+    with pytest.raises(ImageRejected, match="too small to hold a brain scan"):
+        decode_image(make_mr_dicom(size=(32, 32)))
+    with pytest.raises(ImageRejected, match="longer side is 5.0 times"):
+        decode_image(make_mr_dicom(size=(320, 64)))
+    with pytest.raises(ImageRejected, match="blank"):
+        decode_image(make_mr_dicom(window=(-5000, 10)))  # everything above the window: all white

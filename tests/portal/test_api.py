@@ -83,9 +83,9 @@ def test_upload_of_20_files_gives_the_same_batch_as_the_page(client_for, alice, 
     from portal.cases.models import Batch
 
     def files():
-        made = [SimpleUploadedFile(f"scan-{i:02d}.jpg", make_image_bytes(size=(40, 40), seed=i)) for i in range(18)]
+        made = [SimpleUploadedFile(f"scan-{i:02d}.jpg", make_image_bytes(size=(64, 64), seed=i)) for i in range(18)]
         made.append(SimpleUploadedFile("notes.jpg", b"not an image at all"))
-        made.append(SimpleUploadedFile("again.jpg", make_image_bytes(size=(40, 40), seed=0)))
+        made.append(SimpleUploadedFile("again.jpg", make_image_bytes(size=(64, 64), seed=0)))
         return made
 
     page_case = make_case(clinic_a, alice, ref="P-PAGE")

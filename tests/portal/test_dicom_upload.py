@@ -59,7 +59,7 @@ def test_stored_dicom_is_deidentified_by_the_basic_profile(client_for, alice, ca
         assert ds.StudyInstanceUID != STUDY_UID and STUDY_UID.encode() not in data
         assert ds.SOPInstanceUID == ds.file_meta.MediaStorageSOPInstanceUID
         study_uids.add(ds.StudyInstanceUID)
-        assert ds.Modality == "MR" and ds.Rows == 32  # the image itself is kept
+        assert ds.Modality == "MR" and ds.Rows == 64  # the image itself is kept
     assert len(study_uids) == 1  # two files of one study keep one pseudonymous study UID
 
 
@@ -85,7 +85,7 @@ def test_scan_page_shows_series_plane_and_slice_and_images_render_as_png(client_
     assert "T1 AX POST" in page and "axial" in page and "12.5 mm" in page
     image = client.get(f"/scans/{scan.pk}/image/")
     assert image.status_code == 200 and image["Content-Type"] == "image/png"
-    assert Image.open(io.BytesIO(b"".join(image.streaming_content if image.streaming else [image.content]))).size == (32, 32)
+    assert Image.open(io.BytesIO(b"".join(image.streaming_content if image.streaming else [image.content]))).size == (64, 64)
     thumb = client.get(f"/scans/{scan.pk}/thumbnail/")
     assert thumb.status_code == 200 and thumb["Content-Type"] == "image/jpeg"
 

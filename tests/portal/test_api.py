@@ -192,3 +192,6 @@ def test_schema_and_docs_are_served_without_outside_assets(client_for, alice):
     assert "apiToken" in schema.json()["components"]["securitySchemes"]
     docs = client.get("/api/docs/").content.decode()
     assert "swagger" in docs.lower() and "cdn." not in docs and "unpkg" not in docs
+    assert "<script>" not in docs  # the start-up script is a file of its own (CSP)
+    script = client.get("/api/docs/?script=")
+    assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()

@@ -32,3 +32,35 @@ def test_bundled_mr_files_are_predicted_and_ct_is_refused(transactional_db, cele
     assert len(predictions) == 3 and all(p.probability is not None and not p.error for p in predictions)
     # Same pixels, so the same probability whatever the compression (all three are lossless).
     assert max(p.probability for p in predictions) - min(p.probability for p in predictions) < 1e-4
+
+
+def test_dicom_series_sent_through_the_api_is_predicted_and_read_back_as_json(
+    transactional_db, celery_worker, clinic_a, alice, vgg16_model
+):
+    import pydicom
+    from django.test import Client
+
+    from portal.api.models import ApiToken
+    from tests.fixtures.dicom import make_mr_dicom, make_zip
+
+    key = ApiToken.issue(alice, "pacs")[1]
+    client = Client(HTTP_AUTHORIZATION=f"Token {key}")
+    case = client.post("/api/v1/cases/", {"patient_ref": "P-SERIES"}, content_type="application/json").json()
+    series = make_zip([(f"series/IM{i:04d}", make_mr_dicom(instance=i, seed=i)) for i in range(1, 4)])
+    batch = client.post(f"/api/v1/cases/{case['id']}/batches/", {"files": [SimpleUploadedFile("series.zip", series)]}).json()
+    assert batch["accepted_count"] == 3
+    from classifier.models import PredictionJob
+
+    wait_for_jobs(list(PredictionJob.objects.filter(batch_id=batch["id"])), worker=celery_worker)
+    assert client.get(f"/api/v1/batches/{batch['id']}/").json()["finished"] is True
+    results = client.get(f"/api/v1/batches/{batch['id']}/predictions/").json()["results"]
+    assert len(results) == 3
+    for row in results:
+        assert 0.0 <= row["probability"] <= 1.0 and row["label"] in ("tumor", "no_tumor") and row["error"] == ""
+        assert row["model_version"]["architecture"] == "vgg16"
+    from portal.cases.models import Scan
+
+    for scan in Scan.objects.filter(batch_id=batch["id"]):
+        with scan.file.open("rb") as handle:
+            stored = pydicom.dcmread(handle)
+        assert stored.PatientIdentityRemoved == "YES" and stored.PatientID != "PID-12345"

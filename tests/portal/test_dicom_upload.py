@@ -204,3 +204,14 @@ def test_zip_entry_names_cannot_escape(tmp_path):
             archive.writestr(zipfile.ZipInfo(name), b"x")
         with pytest.raises(ArchiveRefused):
             unpack(out.getvalue(), limits)
+
+
+def test_the_same_dicom_sent_again_is_a_duplicate_not_a_second_scan(client_for, alice, case, vgg16_model):
+    from portal.cases.models import Scan
+
+    client = client_for(alice)
+    upload(client, case, [dcm("IM0001")])
+    upload(client, case, [dcm("IM0001-again")])
+    again = Scan.objects.get(original_name="IM0001-again")
+    assert again.status == "duplicate" and not again.file
+    assert Scan.objects.filter(case=case, status="accepted").count() == 1

@@ -11,6 +11,8 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from portal.api.models import ApiToken
+from portal.audit.log import record
+from portal.audit.models import AuditEvent
 
 
 class TokenForm(forms.Form):
@@ -38,6 +40,8 @@ def token_list(request):
     new_key = None
     if request.method == "POST" and form.is_valid():
         token, new_key = ApiToken.issue(request.user, form.cleaned_data["name"], form.cleaned_data["days"])
+        record(request, AuditEvent.Action.API_TOKEN_CREATED, obj=token, name=token.name,
+               hint=token.key_hint, expires=token.expires_at.isoformat())
         messages.success(request, f"Token “{token.name}” created. Copy its key now: it is not shown again.")
         form = TokenForm()
     tokens = request.user.api_tokens.all()
@@ -54,5 +58,6 @@ def token_revoke(request, token_id):
         raise Http404("No such token.")
     if token.revoked_at is None:
         ApiToken.objects.filter(pk=token.pk).update(revoked_at=timezone.now())
+        record(request, AuditEvent.Action.API_TOKEN_REVOKED, obj=token, name=token.name, hint=token.key_hint)
         messages.success(request, f"Token “{token.name}” revoked.")
     return redirect("api_tokens")

@@ -59,6 +59,8 @@ class AuditEvent(models.Model):
         QUEUE_VIEW = "queue_view", "Review queue viewed"
         SEARCH = "search", "Case search"
         ANALYSIS_QUEUE = "analysis_queue", "Analysis queued"
+        API_TOKEN_CREATED = "api_token_created", "API token created"
+        API_TOKEN_REVOKED = "api_token_revoked", "API token revoked"
 
     # PROTECT, not SET_NULL: nulling the actor would rewrite history (and the trigger
     # refuses the UPDATE). A user who has acted is deactivated, never deleted.

@@ -50,6 +50,10 @@ def test_token_life_cycle_create_use_revoke_expire(client_for, alice):
     assert Client().get("/api/v1/cases/").status_code in (401, 403)
     assert page.post(f"/accounts/api-tokens/{token.pk}/revoke/", {"csrfmiddlewaretoken": csrf(page)}).status_code == 302
     assert api(key).get("/api/v1/cases/").status_code == 401
+    from portal.audit.models import AuditEvent
+
+    events = list(AuditEvent.objects.filter(object_id=str(token.pk)).values_list("action", flat=True))
+    assert sorted(events) == ["api_token_created", "api_token_revoked"]
     other_token, other_key = ApiToken.issue(alice, "old")
     ApiToken.objects.filter(pk=other_token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     assert api(other_key).get("/api/v1/cases/").status_code == 401

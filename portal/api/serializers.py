@@ -3,6 +3,7 @@
 from rest_framework import serializers
 
 from classifier.models import Label, ModelVersion, Prediction, Review
+from classifier.models.predictions import NOT_ASSESSED_TEXT
 from portal.accounts.models import Clinic
 from portal.cases.models import Batch, Case, Scan
 
@@ -89,12 +90,18 @@ class PredictionSerializer(serializers.ModelSerializer):
     class Meta:
         model = Prediction
         fields = ["id", "scan", "scan_name", "model_version", "probability", "label", "threshold",
-                  "error", "gate", "round", "created_at"]
+                  "assessed", "error", "gate", "round", "created_at"]
 
     def get_gate(self, prediction) -> dict | None:
-        """The plausibility gate's verdict, where the deployment records one."""
-        state = getattr(prediction, "gate_state", None)
-        return {"state": state, "reason": getattr(prediction, "gate_reason", "")} if state else None
+        """The activation gate's verdict (``assessed``: False when the image does not look
+        like the model's training images; then there is no label), where one was recorded."""
+        if prediction.error or (prediction.ood_score is None and prediction.assessed):
+            return None
+        return {
+            "assessed": prediction.assessed,
+            "ood_score": prediction.ood_score,
+            "reason": "" if prediction.assessed else NOT_ASSESSED_TEXT,
+        }
 
 
 class ReviewSerializer(serializers.ModelSerializer):

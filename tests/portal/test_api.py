@@ -146,6 +146,11 @@ def test_dicom_series_by_api_and_predictions_back_as_json(alice, alice_key, clin
     [row] = body["results"]
     assert row["probability"] == 0.91 and row["label"] == "tumor" and row["threshold"] == 0.5
     assert row["model_version"]["architecture"] == "vgg16" and row["scan"] == scan["id"]
+    assert row["gate"] is None  # no gate verdict recorded for this one
+    Prediction.objects.filter(scan_id=scan["id"]).update(assessed=False, ood_score=7.5, label="")
+    [row] = client.get(f"/api/v1/batches/{batch_id}/predictions/").json()["results"]
+    assert row["label"] == "" and row["assessed"] is False
+    assert row["gate"]["ood_score"] == 7.5 and row["gate"]["reason"].startswith("Not assessed")
     mixed = make_zip([("a", make_mr_dicom(seed=7)), ("b", make_mr_dicom(seed=8, patient_id="OTHER"))])
     refused = client.post(f"/api/v1/cases/{case.pk}/batches/", {"files": [SimpleUploadedFile("mixed.zip", mixed)]})
     assert refused.status_code == 400 and "refused as a whole" in refused.json()["detail"]

@@ -6,6 +6,7 @@ from classifier.models import Label, ModelVersion, Prediction, Review
 from classifier.models.predictions import NOT_ASSESSED_TEXT
 from portal.accounts.models import Clinic
 from portal.cases.models import Batch, Case, Scan
+from portal.cases.refs import has_control_characters, normalize_patient_ref
 
 
 class ModelVersionSerializer(serializers.ModelSerializer):
@@ -31,7 +32,13 @@ class CaseSerializer(serializers.ModelSerializer):
             self.fields["clinic"].queryset = clinics
 
     def validate_patient_ref(self, value):
-        return value.strip()
+        """The page's rules (portal.cases.refs): one spelling per reference."""
+        ref = normalize_patient_ref(value)
+        if has_control_characters(ref):
+            raise serializers.ValidationError("The patient reference contains control characters.")
+        if not ref:
+            raise serializers.ValidationError("Enter a patient reference.")
+        return ref
 
     def validate(self, data):
         clinics = self.fields["clinic"].queryset

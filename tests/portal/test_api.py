@@ -75,7 +75,7 @@ def test_case_list_and_create_respect_clinics_and_roles(alice, alice_key, mallor
     client = api(alice_key)
     created = client.post("/api/v1/cases/", {"patient_ref": "P-API-1"}, content_type="application/json")
     assert created.status_code == 201 and created.json()["clinic"] == str(clinic_a.pk)
-    again = client.post("/api/v1/cases/", {"patient_ref": "p-api-1"}, content_type="application/json")
+    again = client.post("/api/v1/cases/", {"patient_ref": "p-api\u200b-1 "}, content_type="application/json")
     assert again.status_code == 400 and "already exists" in again.content.decode()
     elsewhere = client.post("/api/v1/cases/", {"patient_ref": "X", "clinic": str(clinic_b.pk)}, content_type="application/json")
     assert elsewhere.status_code == 400

@@ -52,7 +52,9 @@ def notify_batch_finished(batch_id):
     from portal.cases.models import Batch
     from portal.notifications.models import BatchNotification, ClinicWebhook, WebhookDelivery
 
-    batch = Batch.objects.select_related("case__clinic", "uploaded_by").get(pk=batch_id)
+    batch = Batch.objects.select_related("case__clinic", "uploaded_by").filter(pk=batch_id).first()
+    if batch is None:  # gone (never in production: batches are protected)
+        return
     try:
         with transaction.atomic():
             note = BatchNotification.objects.create(batch=batch)

@@ -14,7 +14,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('accounts', '0001_initial'),
-        ('cases', '0003_dicom_identity'),
+        ('cases', '0004_dicom_identity'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 

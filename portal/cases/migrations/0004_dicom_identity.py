@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('cases', '0002_patient_ref_normalised_unique_ci'),
+        ('cases', '0003_list_indexes'),
     ]
 
     operations = [

@@ -1,7 +1,6 @@
 """One inference engine per worker process; each model version is loaded once."""
 
 import threading
-from pathlib import Path
 
 from django.conf import settings
 
@@ -27,8 +26,11 @@ def get_engine():
 
 
 def artifact_dir(model_version):
-    path = Path(model_version.artifact_path)
-    return path if path.is_absolute() else settings.MODEL_ROOT / path
+    """The artifact's folder on this host: under MODEL_ROOT, or fetched from object storage
+    into MODEL_CACHE_DIR and checked by SHA-256 (classifier/artifact_store.py)."""
+    from classifier.artifact_store import local_dir
+
+    return local_dir(model_version)
 
 
 def load_model(model_version):

@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from classifier import artifact_store
 from classifier.models import ModelVersion
 
 # Plot files an ml/ artifact may hold, by kind (ml.train writes the validation_* ones).
@@ -60,7 +61,8 @@ def _version_name(metadata, version):
 
 
 def import_artifact(path, user=None, activate=False, version=None, request=None, override_reason=""):
-    """Validate the artifact at ``path``, copy it to MODEL_ROOT/<arch>/<version>/, register
+    """Validate the artifact at ``path``, publish it as <arch>/<version>/ in the model storage
+    (MODEL_ROOT, or the bucket with S3_BUCKET set; see classifier/artifact_store.py), register
     a ModelVersion (inactive unless ``activate``) and audit the import. Raises
     RegistryError with the reason when the artifact is invalid or the version exists, and
     ActivationRefused (nothing imported) when ``activate`` is asked for a version below the
@@ -76,28 +78,50 @@ def import_artifact(path, user=None, activate=False, version=None, request=None,
         _check_gate(f"{architecture} version {name!r}", ModelVersion(metadata=metadata).gate_shortfalls(),
                     user, override_reason)
     relative = Path(architecture) / name
+    remote = artifact_store.is_remote()
     target = Path(settings.MODEL_ROOT) / relative
-    if target.exists():
+    if not remote and target.exists():
         raise RegistryError(f"{target} already exists; choose another version name.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    # Copy next to the target, check the copy, then rename: a half-copied artifact is never
-    # registered.
-    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=target.parent))
+    # Copy to a staging folder, check the copy, then publish it: a half-copied artifact is
+    # never registered. Published means renamed under MODEL_ROOT, or uploaded to the model
+    # storage (S3) where every worker host fetches it by SHA-256.
+    staging_parent = Path(settings.MODEL_ROOT if not remote else settings.MODEL_CACHE_DIR)
+    staging_parent = staging_parent / architecture if not remote else staging_parent
+    staging_parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=staging_parent))
+    published = False
     try:
         copied = staging / "artifact"
         shutil.copytree(source, copied, symlinks=False)
         checked = _read_metadata(copied)
         checked.pop("path", None)
-        copied.rename(target)
+        model_sha256 = _sha256(copied / checked["model_file"])
+        if remote:
+            try:
+                files = artifact_store.upload(copied, relative.as_posix())
+            except FileExistsError as exc:
+                raise RegistryError(f"{exc}; choose another version name.") from exc
+        else:
+            files = artifact_store.manifest(copied)
+            copied.rename(target)
+        published = True
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+    def unpublish():
+        if remote:
+            artifact_store.remove_artifact(relative.as_posix(), files)
+        else:
+            shutil.rmtree(target, ignore_errors=True)
+
     try:
         with transaction.atomic():
             model_version = ModelVersion.objects.create(
                 architecture=architecture,
                 version=name,
-                artifact_path=str(relative),
-                artifact_sha256=_sha256(target / checked["model_file"]),
+                artifact_path=relative.as_posix(),
+                artifact_sha256=model_sha256,
+                artifact_files=files,
                 metadata=checked,
                 metrics=checked.get("metrics") or {},
                 threshold=float(checked["threshold"]),
@@ -107,10 +131,11 @@ def import_artifact(path, user=None, activate=False, version=None, request=None,
             if activate:
                 activate_version(model_version, user=user, request=request, override_reason=override_reason)
     except IntegrityError as exc:
-        shutil.rmtree(target, ignore_errors=True)
+        unpublish()
         raise RegistryError(f"{architecture} version {name!r} is already registered.") from exc
     except BaseException:
-        shutil.rmtree(target, ignore_errors=True)
+        if published:
+            unpublish()
         raise
     return model_version
 
@@ -179,16 +204,19 @@ def artifact_dir(model_version):
 
 
 def plot_path(model_version, kind):
-    """Path of the ROC or confusion-matrix PNG in the artifact, or None when absent."""
+    """Local path of the ROC or confusion-matrix PNG in the artifact, or None when absent.
+    With object storage only the plot is fetched (into the cache), never the model."""
     if kind not in PLOTS:
         return None
     names = list(PLOTS[kind])
     plots = model_version.metadata.get("plots") if isinstance(model_version.metadata, dict) else None
     if isinstance(plots, dict) and isinstance(plots.get(kind), str):
         names.insert(0, plots[kind])
-    base = artifact_dir(model_version).resolve()
     for name in names:
-        candidate = (base / name).resolve()
-        if candidate.is_relative_to(base) and candidate.is_file():
-            return candidate
+        try:
+            found = artifact_store.local_file(model_version, name)
+        except artifact_store.ArtifactFetchError:
+            found = None
+        if found is not None:
+            return found
     return None

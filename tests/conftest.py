@@ -5,6 +5,7 @@ pytest_plugins = [
     "tests.fixtures.worker",
     "tests.fixtures.images",
     "tests.fixtures.models",
+    "tests.fixtures.s3",
 ]
 
 

@@ -17,6 +17,12 @@ class ModelVersion(models.Model):
         max_length=500, help_text="Directory of the ml/ artifact (model.keras + metadata.json)."
     )
     artifact_sha256 = models.CharField(max_length=64)
+    artifact_files = models.JSONField(
+        default=dict,
+        blank=True,
+        help_text="File name -> SHA-256 of each artifact file, as stored in the model storage; "
+        "workers fetch and verify them by these hashes.",
+    )
     metadata = models.JSONField(default=dict)
     metrics = models.JSONField(default=dict, blank=True)
     threshold = models.FloatField()

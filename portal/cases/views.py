@@ -16,7 +16,7 @@ from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count
-from django.http import FileResponse, Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -32,6 +32,8 @@ from portal.cases import access
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
 from portal.cases.models import Scan
 from portal.cases.dicom_intake import UploadRefused
+from portal.cases.private_files import private as _private
+from portal.cases.private_files import serve_file, serve_stored
 from portal.cases.refs import normalize_patient_ref
 from portal.cases.uploads import active_versions, ingest, queue_predictions
 
@@ -406,12 +408,6 @@ def scan_detail(request, scan_id):
     )
 
 
-def _private(response):
-    response["Cache-Control"] = "private, no-store"
-    response["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
 def _stored_scan(user, scan_id):
     scan = access.get_scan_for(user, scan_id)
     if not scan.is_accepted or not scan.file:
@@ -447,19 +443,11 @@ def scan_image(request, scan_id):
         return _private(response)
     content_type = CONTENT_TYPES.get(scan.format, "application/octet-stream")
     extension = mimetypes.guess_extension(content_type) or ""
-    filename = f"scan-{scan.pk}{extension}"
-    prefix = settings.PRIVATE_FILES_ACCEL_PREFIX
-    if prefix:
-        response = HttpResponse(content_type=content_type)
-        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + scan.file.name
-        response["Content-Disposition"] = f'inline; filename="{filename}"'
-        return _private(response)
     try:
-        handle = scan.file.open("rb")
+        # A presigned redirect (S3), X-Accel-Redirect (nginx) or the bytes: private_files.py.
+        return serve_file(scan.file, content_type, f"scan-{scan.pk}{extension}")
     except FileNotFoundError:  # removed between the check and the open
         return _image_gone(request, scan)
-    response = FileResponse(handle, content_type=content_type, filename=filename, as_attachment=False)
-    return _private(response)
 
 
 def render_dicom(data):
@@ -509,22 +497,23 @@ def scan_thumbnail(request, scan_id):
     record(request, AuditEvent.Action.IMAGE_VIEW, obj=scan, clinic=scan.case.clinic, variant="thumbnail")
     name = thumbnail_name(scan)
     if default_storage.exists(name):
-        with default_storage.open(name, "rb") as handle:
-            data = handle.read()
-    else:
         try:
-            with scan.file.open("rb") as handle:
-                data = make_thumbnail(handle.read())
+            return serve_stored(default_storage, name, "image/jpeg", checked=True)
         except FileNotFoundError:
-            return _image_gone(request, scan)
+            pass  # removed since: made again below
+    try:
+        with scan.file.open("rb") as handle:
+            data = make_thumbnail(handle.read())
+    except FileNotFoundError:
+        return _image_gone(request, scan)
+    try:
+        default_storage.save(name, ContentFile(data))
+    except Exception:  # noqa: BLE001 -- a cache miss next time, nothing worse; never a truncated thumbnail
+        log.warning("could not store thumbnail %s", name, exc_info=True)
         try:
-            default_storage.save(name, ContentFile(data))
-        except OSError:  # a cache miss next time, nothing worse; never a truncated thumbnail
-            log.warning("could not store thumbnail %s", name, exc_info=True)
-            try:
-                default_storage.delete(name)
-            except OSError:
-                pass
+            default_storage.delete(name)
+        except Exception:  # noqa: BLE001
+            pass
     return _private(HttpResponse(data, content_type="image/jpeg"))
 
 
@@ -575,14 +564,13 @@ def prediction_heatmap(request, prediction_id):
     # state says (e.g. drawn before states were recorded).
     if prediction.heatmap_state == HeatmapState.READY or _file_exists(name):
         try:
-            with default_storage.open(name, "rb") as handle:
-                data = handle.read()
+            response = serve_stored(default_storage, name, "image/png")
         except FileNotFoundError:  # marked ready, but the file was removed: draw it again
             request_heatmap(prediction, name, redraw=True)
         else:
             if prediction.heatmap_state != HeatmapState.READY:
                 mark_ready(prediction.pk)
-            return _private(HttpResponse(data, content_type="image/png"))
+            return response
     if prediction.heatmap_state != HeatmapState.FAILED:
         request_heatmap(prediction, name)
     if prediction.heatmap_state == HeatmapState.FAILED:

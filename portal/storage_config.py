@@ -1,0 +1,51 @@
+"""The STORAGES setting: private files (scans, thumbnails, heatmaps) and model artifacts.
+
+Without a bucket both live on local disk (MEDIA_ROOT, MODEL_ROOT). With one they live in a
+private S3 bucket (any S3-compatible server: AWS, SeaweedFS, MinIO) under ``media/`` and
+``models/``, so that web and worker hosts share no disk. Tests build the S3 shape with
+the same function against their own SeaweedFS server.
+"""
+
+
+def s3_options(*, bucket, region, endpoint_url, access_key, secret_key, expire_seconds, location):
+    return {
+        "bucket_name": bucket,
+        "region_name": region,
+        "endpoint_url": endpoint_url,
+        "access_key": access_key,
+        "secret_key": secret_key,
+        "location": location,
+        "default_acl": "private",
+        "querystring_auth": True,
+        "querystring_expire": expire_seconds,
+        "file_overwrite": False,
+        "signature_version": "s3v4",
+        # S3-compatible servers behind one host name (SeaweedFS, MinIO) want path-style URLs.
+        "addressing_style": "path" if endpoint_url else None,
+    }
+
+
+def build_storages(*, media_root, model_root, debug, s3=None):
+    """STORAGES for local disk, or for the bucket described by ``s3`` (keyword arguments of
+    :func:`s3_options` less ``location``)."""
+    if s3:
+        default = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(**s3, location="media")}
+        models = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(**s3, location="models")}
+    else:
+        default = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(media_root), "base_url": None},
+        }
+        models = {
+            "BACKEND": "django.core.files.storage.FileSystemStorage",
+            "OPTIONS": {"location": str(model_root), "base_url": None},
+        }
+    return {
+        "default": default,
+        "models": models,
+        "staticfiles": {
+            "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if debug
+            else "whitenoise.storage.CompressedStaticFilesStorage"
+        },
+    }

@@ -1,0 +1,117 @@
+"""No shared disk between hosts: the web process (this test) and a worker process with a
+different data directory share only PostgreSQL, Redis and the S3 server (SeaweedFS).
+Upload, predictions, thumbnail, heatmap and model import all work, and the worker loads the
+model it fetched from the bucket by SHA-256, not a file from the web host's disk."""
+
+import contextlib
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from django.urls import reverse
+
+from tests.classifier.helpers import make_batch, wait_for_jobs
+from tests.fixtures.worker import WorkerProcess, close_other_connections, worker_env
+
+pytestmark = pytest.mark.worker
+
+
+@contextlib.contextmanager
+def own_broker_prefix(prefix):
+    """Point this process's Celery app at queues of its own, so that only the 'other host'
+    worker started here (not the session's worker) receives the tasks sent meanwhile."""
+    from portal.celery import app
+
+    def reconnect(options):
+        app.pool.force_close_all()
+        app._pool = None
+        app.amqp._producer_pool = None
+        app.conf.broker_transport_options = options
+
+    before = dict(app.conf.broker_transport_options)
+    reconnect({**before, "global_keyprefix": prefix})
+    try:
+        yield
+    finally:
+        reconnect(before)
+
+
+@pytest.fixture
+def worker_host(s3_storage, transactional_db, django_db_blocker):
+    """A worker as on another host: its own data directory (no MEDIA_ROOT or MODEL_ROOT in
+    common with this process), the same database, Redis and bucket."""
+    prefix = f"neuroai-test-twohost-{uuid.uuid4().hex[:8]}:"
+    data_dir = Path(tempfile.mkdtemp(prefix="neuroai-worker-host-"))
+    env = {**worker_env(), **s3_storage.env(), "NEUROAI_DATA_DIR": str(data_dir), "CELERY_BROKER_KEY_PREFIX": prefix}
+    for name in ("MEDIA_ROOT", "MODEL_ROOT", "MODEL_CACHE_DIR"):
+        env.pop(name, None)
+    with own_broker_prefix(prefix):
+        worker = WorkerProcess(env).start()
+        try:
+            yield worker, data_dir
+        finally:
+            worker.stop()
+            with django_db_blocker.unblock():
+                close_other_connections()
+
+
+def _poll(client, url, accept, timeout=180):
+    deadline = time.monotonic() + timeout
+    response = client.get(url)
+    while response.status_code not in accept and time.monotonic() < deadline:
+        time.sleep(0.5)
+        response = client.get(url)
+    return response
+
+
+def test_web_and_worker_share_only_database_redis_and_s3(
+    worker_host, s3_storage, settings, client_for, clinic_a, alice
+):
+    from classifier.artifact_store import file_sha256
+    from classifier.models import Prediction
+    from classifier.registry import import_artifact
+    from portal.cases.views import thumbnail_name
+    from tests.fixtures.models import tiny_artifact_dir
+
+    worker, worker_dir = worker_host
+    web_model_root = Path(settings.MODEL_ROOT)
+    source = web_model_root / tiny_artifact_dir("vgg16")
+
+    # Model import on the web host: the artifact goes to the bucket, not to a shared folder.
+    version = import_artifact(source, activate=True, version=f"two-hosts-{uuid.uuid4().hex[:6]}")
+    assert set(version.artifact_files) >= {"model.keras", "metadata.json"}
+    assert not (web_model_root / version.artifact_path).exists()
+    model_key = f"models/{version.artifact_path}/model.keras"
+    stored = s3_storage.client().get_object(Bucket=s3_storage.bucket, Key=model_key)["Body"].read()
+    assert len(stored) > 1000
+
+    # Upload on the web host; the worker predicts from the bucket with the fetched model.
+    batch, jobs = make_batch(clinic_a, alice, 3, ref="P-TWOHOSTS", size=(64, 48))
+    [job] = wait_for_jobs(jobs, worker=worker)
+    assert (job.status, job.done, job.failed) == ("succeeded", 3, 0), worker.log()
+    predictions = list(Prediction.objects.filter(scan__batch=batch, model_version=version))
+    assert len(predictions) == 3 and all(p.probability is not None for p in predictions)
+    blob = worker_dir / "model-cache" / "sha256" / version.artifact_sha256
+    assert blob.is_file() and file_sha256(blob) == version.artifact_sha256
+    assert not (worker_dir / "media").exists() and not (worker_dir / "models").exists()
+
+    # Thumbnail: made by the web host from the bucket, kept in the bucket, then redirected to.
+    client = client_for(alice)
+    scan = batch.scans.order_by("position").first()
+    thumbnail_url = reverse("cases:scan_thumbnail", kwargs={"scan_id": scan.pk})
+    assert client.get(thumbnail_url).status_code == 200
+    s3_storage.client().head_object(Bucket=s3_storage.bucket, Key=f"media/{thumbnail_name(scan)}")
+    assert client.get(thumbnail_url).status_code == 302
+
+    # Heatmap: drawn by the worker host (model from its cache), stored in the bucket.
+    heatmap_url = reverse("cases:heatmap", kwargs={"prediction_id": predictions[0].public_id})
+    first = client.get(heatmap_url)
+    assert first.status_code == 202
+    ready = _poll(client, heatmap_url, accept={302})
+    assert ready.status_code == 302, worker.log()
+    png = requests.get(ready["Location"], timeout=10)
+    assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+    assert not (Path(settings.MEDIA_ROOT) / "heatmaps").exists()

@@ -395,6 +395,13 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Metrics --------------------------------------------------------------------------
+# GET /metrics (Prometheus) answers only with "Authorization: Bearer <METRICS_TOKEN>";
+# unset, the endpoint does not exist.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("METRICS_TOKEN must be at least 32 characters (a random token).")
+
 # --- Security (production) ------------------------------------------------------------
 SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", not DEBUG)
 CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", not DEBUG)

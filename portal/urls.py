@@ -5,6 +5,7 @@ from django.views.generic.base import RedirectView
 
 from portal.api.urls import token_urlpatterns
 from portal.health import views as health
+from portal.metrics import metrics
 from portal.notifications.views import preferences
 
 urlpatterns = [
@@ -14,6 +15,7 @@ urlpatterns = [
     path("favicon.ico", RedirectView.as_view(url=static("img/favicon.ico"), permanent=True)),
     path("accounts/api-tokens/", include(token_urlpatterns)),
     path("accounts/notifications/", preferences, name="notification_preferences"),
+    path("metrics", metrics, name="metrics"),
     path("accounts/", include("portal.accounts.urls")),
     path("api/", include("portal.api.urls")),
     path("admin/", admin.site.urls),

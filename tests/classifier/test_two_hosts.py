@@ -3,7 +3,6 @@ different data directory share only PostgreSQL, Redis and the S3 server (Seaweed
 Upload, predictions, thumbnail, heatmap and model import all work, and the worker loads the
 model it fetched from the bucket by SHA-256, not a file from the web host's disk."""
 
-import contextlib
 import tempfile
 import time
 import uuid
@@ -14,29 +13,9 @@ import requests
 from django.urls import reverse
 
 from tests.classifier.helpers import make_batch, wait_for_jobs
-from tests.fixtures.worker import WorkerProcess, close_other_connections, worker_env
+from tests.fixtures.worker import WorkerProcess, close_other_connections, own_broker_prefix, worker_env
 
 pytestmark = pytest.mark.worker
-
-
-@contextlib.contextmanager
-def own_broker_prefix(prefix):
-    """Point this process's Celery app at queues of its own, so that only the 'other host'
-    worker started here (not the session's worker) receives the tasks sent meanwhile."""
-    from portal.celery import app
-
-    def reconnect(options):
-        app.pool.force_close_all()
-        app._pool = None
-        app.amqp._producer_pool = None
-        app.conf.broker_transport_options = options
-
-    before = dict(app.conf.broker_transport_options)
-    reconnect({**before, "global_keyprefix": prefix})
-    try:
-        yield
-    finally:
-        reconnect(before)
 
 
 @pytest.fixture

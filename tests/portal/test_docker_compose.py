@@ -11,6 +11,12 @@ BASE_DIR = Path(__file__).resolve().parents[2]
 COMPOSE = BASE_DIR / "docker-compose.yml"
 # Variables read by libraries rather than by portal/settings.py.
 LIBRARY_VARIABLES = {"KERAS_HOME"}
+APP_SERVICES = {"s3-init", "migrate", "web", "worker", "heatmap", "beat"}
+COMPOSE_ENV = {
+    "SECRET_KEY": "x", "ALLOWED_HOSTS": "example.org", "POSTGRES_PASSWORD": "x",
+    "S3_ACCESS_KEY": "key", "S3_SECRET_KEY": "secret", "S3_PUBLIC_ENDPOINT_URL": "https://s3.example.org",
+    "PATH": "/usr/bin:/bin",
+}
 
 
 def settings_variables():
@@ -20,14 +26,13 @@ def settings_variables():
 
 def app_services():
     services = yaml.safe_load(COMPOSE.read_text())["services"]
-    return {name: s for name, s in services.items() if name in {"migrate", "web", "worker", "beat"}}
+    return {name: s for name, s in services.items() if name in APP_SERVICES}
 
 
 def test_docker_compose_accepts_the_file():
-    env = {"SECRET_KEY": "x", "ALLOWED_HOSTS": "example.org", "POSTGRES_PASSWORD": "x", "PATH": "/usr/bin:/bin"}
     result = subprocess.run(
         ["docker-compose", "-f", str(COMPOSE), "config", "--quiet"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=COMPOSE_ENV, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 0, result.stderr
 
@@ -80,3 +85,41 @@ def test_every_worker_command_consumes_every_queue_tasks_are_sent_to():
         found[f"README worker command {index + 1}"] = queues
     for where, queues in found.items():
         assert wanted <= set(queues.split(",")), f"{where} consumes {queues}, not all of {sorted(wanted)}"
+
+
+def _resolved():
+    """The file as docker-compose resolves it (anchors merged, variables filled in)."""
+    result = subprocess.run(
+        ["docker-compose", "-f", str(COMPOSE), "config"],
+        env=COMPOSE_ENV, capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["services"]
+
+
+def test_files_live_in_an_s3_service_with_its_bucket_made_at_start():
+    services = _resolved()
+    assert services["s3"]["image"].startswith("chrislusf/seaweedfs")
+    assert "healthcheck" in services["s3"]
+    assert services["s3-init"]["command"][-1] == "ensure_bucket"
+    assert services["s3-init"]["depends_on"]["s3"]["condition"] == "service_healthy"
+    for name in ("web", "worker", "heatmap", "beat"):
+        env = services[name]["environment"]
+        assert env["S3_BUCKET"] and env["S3_ENDPOINT_URL"] == "http://s3:8333", name
+        assert env["AWS_ACCESS_KEY_ID"] == "key" and env["AWS_SECRET_ACCESS_KEY"] == "secret", name
+        assert services[name]["depends_on"]["s3-init"]["condition"] == "service_completed_successfully", name
+
+
+def test_app_services_share_no_disk_and_workers_scale():
+    services = _resolved()
+    for name in APP_SERVICES:
+        for volume in services[name].get("volumes", []):
+            source = volume["source"] if isinstance(volume, dict) else volume.split(":")[0]
+            read_only = volume.get("read_only") if isinstance(volume, dict) else volume.endswith(":ro")
+            assert read_only, f"{name} mounts {source} writable: hosts must share no disk"
+    for name in ("worker", "heatmap"):
+        # `docker compose up --scale worker=4`: no fixed name, no host port.
+        assert "container_name" not in services[name], name
+        assert not services[name].get("ports"), name
+        assert "healthcheck" in services[name], name
+    assert services["heatmap"]["command"][services["heatmap"]["command"].index("-Q") + 1] == "heatmap"

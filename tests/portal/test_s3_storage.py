@@ -3,6 +3,7 @@ trip through django-storages, and images served as short-lived presigned redirec
 S3 server itself refuses once tampered with or expired."""
 
 import time
+import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -125,3 +126,23 @@ def test_thumbnail_is_kept_in_the_bucket_and_then_redirected_to(s3_scan, client_
     second = client_for(alice).get(url)
     assert second.status_code == 302 and second["Cache-Control"] == "private, no-store"
     assert requests.get(second["Location"], timeout=10).content == first.content
+
+
+def test_ensure_bucket_makes_the_bucket_once_and_checks_the_credentials(s3_server, settings):
+    from django.core.management import CommandError, call_command
+
+    from portal.storage_config import build_storages
+
+    bucket = f"neuroai-init-{uuid.uuid4().hex[:8]}"
+    kwargs = {**s3_server.settings_kwargs(), "bucket": bucket}
+    settings.S3_BUCKET = bucket
+    settings.STORAGES = build_storages(media_root=settings.MEDIA_ROOT, model_root=settings.MODEL_ROOT, debug=False, s3=kwargs)
+    call_command("ensure_bucket")
+    call_command("ensure_bucket")  # idempotent
+    assert bucket in {b["Name"] for b in s3_server.client().list_buckets()["Buckets"]}
+    settings.STORAGES = build_storages(
+        media_root=settings.MEDIA_ROOT, model_root=settings.MODEL_ROOT, debug=False,
+        s3={**kwargs, "secret_key": "wrong"},
+    )
+    with pytest.raises(CommandError, match="not usable"):
+        call_command("ensure_bucket")

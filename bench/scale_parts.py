@@ -5,8 +5,9 @@
                                           [--threads 1,4] [--worker-rate 13.2]
 
 * PostgreSQL: prediction rows stored per second through the worker's own ORM path
-  (``classifier.prediction_run._save``: one transaction per chunk of INFERENCE_BATCH_SIZE, the
-  duplicate checks and the job's counters included), for a batch made by the real upload path.
+  (``classifier.prediction_run._save``: one transaction per chunk of 16, the duplicate checks
+  and the job's counters included), for batches of ``--batch`` scans made by the real upload
+  path (not timed).
 * Redis: task messages per second, round trip: real Celery task messages (``send_task``) are
   published, then consumed and acknowledged as a worker does (kombu, acks_late), on their own
   queue.
@@ -43,6 +44,7 @@ SCAN_BYTES = 50 * 1024
 def parse_args():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--predictions", type=int, default=2048, help="prediction rows per thread count")
+    parser.add_argument("--batch", type=int, default=256, help="scans per batch (one job each)")
     parser.add_argument("--messages", type=int, default=5000)
     parser.add_argument("--objects", type=int, default=400, help="S3 PUTs (and GETs) per thread count")
     parser.add_argument("--threads", default="1,4")
@@ -105,13 +107,13 @@ def tiny_image(seed):
     import numpy as np
     from PIL import Image
 
-    pixels = np.random.default_rng(seed).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    pixels = np.random.default_rng(seed).integers(0, 256, (64, 64, 3), dtype=np.uint8)
     buffer = io.BytesIO()
     Image.fromarray(pixels, "RGB").save(buffer, "PNG")  # lossless: distinct seeds, distinct files
     return buffer.getvalue()
 
 
-def postgres_inserts(total, threads):
+def postgres_inserts(total, threads, batch):
     """Predictions stored per second through prediction_run._save, ``threads`` jobs at once."""
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
@@ -131,28 +133,31 @@ def postgres_inserts(total, threads):
         architecture="vgg16", version=f"bench-{tag}", artifact_path="bench", artifact_sha256="0" * 64,
         threshold=0.5, is_active=True,
     )
-    per_thread = total // threads
-    jobs = []
-    seed = threads * 100_000 + total
+    batches_per_thread = max(1, total // threads // batch)
+    jobs = [[] for _ in range(threads)]
+    seed = threads * 1_000_000 + total
     for t in range(threads):
-        case = Case.objects.create(clinic=clinic, patient_ref=f"B-{tag}-{t}", created_by=user)
-        files = [
-            SimpleUploadedFile(f"s{i}.png", tiny_image(seed + t * per_thread + i), "image/png")
-            for i in range(per_thread)
-        ]
-        result = ingest(case, user, files, ["vgg16"])
-        job = PredictionJob.objects.get(pk=result.jobs[0].pk)
-        jobs.append((job, list(result.batch.scans_for_prediction().order_by("position"))))
+        for b in range(batches_per_thread):
+            case = Case.objects.create(clinic=clinic, patient_ref=f"B-{tag}-{t}-{b}", created_by=user)
+            files = [
+                SimpleUploadedFile(f"s{i}.png", tiny_image(seed), "image/png")
+                for i in range(batch)
+                if (seed := seed + 1)
+            ]
+            result = ingest(case, user, files, ["vgg16"])
+            job = PredictionJob.objects.get(pk=result.jobs[0].pk)
+            jobs[t].append((job, list(result.batch.scans_for_prediction().order_by("position"))))
 
     def work(index):
-        job, scans = jobs[index]
-        for start in range(0, len(scans), CHUNK):
-            chunk = scans[start:start + CHUNK]
-            _save(job, "", chunk, [ImagePrediction(probability=0.42, label="no_tumor") for _ in chunk])
+        for job, scans in jobs[index]:
+            for start in range(0, len(scans), CHUNK):
+                chunk = scans[start:start + CHUNK]
+                _save(job, "", chunk, [ImagePrediction(probability=0.42, label="no_tumor") for _ in chunk])
 
     seconds = in_threads(threads, work)
-    stored = sum(job.predictions.filter(error="").count() for job, _ in jobs)
-    assert stored == per_thread * threads, (stored, per_thread * threads)
+    stored = sum(job.predictions.filter(error="").count() for per in jobs for job, _ in per)
+    expected = threads * batches_per_thread * batch
+    assert stored == expected, (stored, expected)
     return stored / seconds
 
 
@@ -279,7 +284,7 @@ def main():
                    "redis_consume_per_s": {}, "s3_put_per_s": {}, "s3_get_per_s": {},
                    "s3_raw_put_per_s": {}, "s3_raw_get_per_s": {}}
         for threads in thread_counts:
-            results["postgres_inserts_per_s"][threads] = round(postgres_inserts(args.predictions, threads), 1)
+            results["postgres_inserts_per_s"][threads] = round(postgres_inserts(args.predictions, threads, args.batch), 1)
             trip, pub, con = redis_round_trips(app, args.messages, threads)
             results["redis_round_trips_per_s"][threads] = round(trip, 1)
             results["redis_publish_per_s"][threads] = round(pub, 1)

@@ -153,12 +153,19 @@ class NeuroAICollector:
         counts = Prediction.objects.aggregate(
             stored=Count("pk", filter=Q(error="")),
             failed=Count("pk", filter=~Q(error="")),
+            not_assessed=Count("pk", filter=Q(error="", assessed=False)),
             recent=Count("pk", filter=Q(error="", created_at__gte=now - timedelta(seconds=RATE_WINDOW_SECONDS))),
         )
         yield CounterMetricFamily("neuroai_predictions_stored", "Predictions stored (successful results).", value=counts["stored"])
         yield CounterMetricFamily(
             "neuroai_prediction_failures", "Failed prediction attempts kept on record (scan could not be analysed).",
             value=counts["failed"],
+        )
+        yield CounterMetricFamily(
+            "neuroai_predictions_not_assessed",
+            "Results whose image did not look like the brain MRI slices the model was trained on "
+            "(out of distribution: no label given).",
+            value=counts["not_assessed"],
         )
         yield GaugeMetricFamily(
             "neuroai_images_per_second",

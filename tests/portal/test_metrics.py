@@ -64,3 +64,38 @@ def test_metrics_report_the_queue_depth_and_jobs_of_a_queued_batch(
     assert all(
         value == 0 for (name, _), value in samples.items() if name == "neuroai_scrape_error" and _ != (("part", "workers"),)
     )
+
+
+@pytest.mark.django_db
+def test_metrics_count_stored_failed_and_unassessed_results_and_finished_job_latency(
+    client, settings, alice, clinic_a, vgg16_model
+):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from classifier.models import Prediction, PredictionJob
+    from tests.classifier.helpers import make_batch
+
+    settings.METRICS_TOKEN = TOKEN
+    batch, jobs = make_batch(clinic_a, alice, 3, ref="P-METRICS")
+    job = PredictionJob.objects.get(pk=jobs[0].pk)
+    now = timezone.now()
+    PredictionJob.objects.filter(pk=job.pk).update(
+        status="succeeded", started_at=now - timedelta(seconds=20), finished_at=now, done=2, failed=1
+    )
+    scans = list(batch.scans.order_by("position"))
+    common = {"model_version": vgg16_model, "job": job, "threshold": 0.5}
+    Prediction.objects.create(scan=scans[0], probability=0.9, label="tumor", **common)
+    Prediction.objects.create(scan=scans[1], probability=0.2, label="", assessed=False, **common)
+    Prediction.objects.create(scan=scans[2], error="This image could not be read.", **common)
+    samples = _samples(client.get(reverse("metrics"), headers={"Authorization": f"Bearer {TOKEN}"}))
+    assert samples[("neuroai_predictions_stored_total", ())] == 2
+    assert samples[("neuroai_predictions_not_assessed_total", ())] == 1
+    assert samples[("neuroai_prediction_failures_total", ())] == 1
+    assert samples[("neuroai_jobs", (("state", "succeeded"),))] == 1
+    assert samples[("neuroai_job_run_seconds_count", ())] == 1
+    assert samples[("neuroai_job_run_seconds_bucket", (("le", "15.0"),))] == 0
+    assert samples[("neuroai_job_run_seconds_bucket", (("le", "30.0"),))] == 1
+    assert 19 <= samples[("neuroai_job_run_seconds_sum", ())] <= 21
+    assert samples[("neuroai_images_per_second", ())] == pytest.approx(2 / 300)

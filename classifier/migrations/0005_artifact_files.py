@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classifier', '0003_job_recovery'),
+        ('classifier', '0004_prediction_gate'),
     ]
 
     operations = [

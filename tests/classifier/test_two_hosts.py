@@ -68,7 +68,7 @@ def test_web_and_worker_share_only_database_redis_and_s3(
     assert len(stored) > 1000
 
     # Upload on the web host; the worker predicts from the bucket with the fetched model.
-    batch, jobs = make_batch(clinic_a, alice, 3, ref="P-TWOHOSTS", size=(64, 48))
+    batch, jobs = make_batch(clinic_a, alice, 3, ref="P-TWOHOSTS", size=(96, 80))
     [job] = wait_for_jobs(jobs, worker=worker)
     assert (job.status, job.done, job.failed) == ("succeeded", 3, 0), worker.log()
     predictions = list(Prediction.objects.filter(scan__batch=batch, model_version=version))

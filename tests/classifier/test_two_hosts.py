@@ -94,3 +94,37 @@ def test_web_and_worker_share_only_database_redis_and_s3(
     png = requests.get(ready["Location"], timeout=10)
     assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
     assert not (Path(settings.MEDIA_ROOT) / "heatmaps").exists()
+
+
+def test_training_on_the_worker_host_publishes_the_artifact_to_the_bucket(
+    worker_host, s3_storage, settings, client_for, root, clinic_a, alice, bob
+):
+    """The worker trains from scans it reads from the bucket and uploads the new artifact;
+    the web host shows its plots by fetching only the plot files."""
+    from classifier.models import JobStatus, TrainingRun
+    from classifier.registry import plot_path
+    from tests.classifier.test_registry_training import _reviewed, _start
+
+    worker, worker_dir = worker_host
+    settings.TRAINING_MIN_PER_CLASS = 8
+    _reviewed(clinic_a, alice, bob, per_class=10)
+    response = _start(client_for(root), views=1)
+    assert response.status_code == 302, response.content.decode()[-2000:]
+    run = TrainingRun.objects.get()
+    deadline = time.monotonic() + 400
+    while time.monotonic() < deadline:
+        run.refresh_from_db()
+        if run.is_finished:
+            break
+        time.sleep(1)
+    assert run.status == JobStatus.SUCCEEDED, f"{run.status} {run.user_error}\n{run.log}\n{worker.log()}"
+    new = run.result_version
+    assert {"model.keras", "metadata.json"} <= set(new.artifact_files)
+    key = f"models/{new.artifact_path}/model.keras"
+    s3_storage.client().head_object(Bucket=s3_storage.bucket, Key=key)
+    assert not (worker_dir / "models" / new.artifact_path).exists()  # not left on the worker's disk
+    roc = plot_path(new, "roc")
+    assert roc is not None and roc.read_bytes().startswith(b"\x89PNG")
+    assert Path(roc).is_relative_to(Path(settings.MODEL_CACHE_DIR))
+    # The web host fetched the plot only, never the model.
+    assert not (Path(settings.MODEL_CACHE_DIR) / "sha256" / new.artifact_sha256).exists()

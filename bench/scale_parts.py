@@ -295,6 +295,14 @@ def main():
         server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
         try:
+            import redis
+
+            client = redis.Redis.from_url(args.redis)
+            for key in client.scan_iter(match=f"neuroai-bench-scale-{os.getpid()}:*", count=500):
+                client.delete(key)
+        except Exception:  # noqa: BLE001 -- leftovers under a prefix of their own
+            pass
+        try:
             drop_database(args)
         except Exception:  # noqa: BLE001
             pass

@@ -12,7 +12,7 @@ from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
 
 from portal.env import env_bool, env_choice, env_float, env_int, env_list, env_str, env_url
-from portal.storage_config import build_storages
+from portal.storage_config import build_storages, s3_image_origins
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # A local .env (written by `manage.py start` with the development settings) fills in what the
@@ -438,6 +438,12 @@ CONTENT_SECURITY_POLICY = {
         "frame-ancestors": [NONE],
     }
 }
+if S3_BUCKET:
+    # Images are 302s to presigned URLs on the S3 server (portal/cases/private_files.py): the
+    # browser must be allowed to load images from its origin, and from nothing else.
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["img-src"] += s3_image_origins(
+        S3_BUCKET, S3_PUBLIC_ENDPOINT_URL, env_str("S3_REGION")
+    )
 if env_str("CSP_REPORT_URI"):
     CONTENT_SECURITY_POLICY["DIRECTIVES"]["report-uri"] = [env_str("CSP_REPORT_URI")]
 PERMISSIONS_POLICY = env_str(

@@ -49,3 +49,17 @@ def build_storages(*, media_root, model_root, debug, s3=None):
             else "whitenoise.storage.CompressedStaticFilesStorage"
         },
     }
+
+
+def s3_image_origins(bucket, public_endpoint_url, region):
+    """Origins the browser fetches presigned image URLs from (for CSP img-src)."""
+    from urllib.parse import urlsplit
+
+    if public_endpoint_url:
+        parts = urlsplit(public_endpoint_url)
+        return [f"{parts.scheme}://{parts.netloc}"]
+    # AWS itself: virtual-hosted URLs, global or regional.
+    origins = [f"https://{bucket}.s3.amazonaws.com"]
+    if region:
+        origins.append(f"https://{bucket}.s3.{region}.amazonaws.com")
+    return origins

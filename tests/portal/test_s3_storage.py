@@ -146,3 +146,19 @@ def test_ensure_bucket_makes_the_bucket_once_and_checks_the_credentials(s3_serve
     )
     with pytest.raises(CommandError, match="not usable"):
         call_command("ensure_bucket")
+
+
+def test_pages_allow_images_from_the_s3_origin_only_when_a_bucket_is_set():
+    """Presigned redirects need the S3 origin in CSP img-src (and nothing wider)."""
+    from tests.portal.test_settings import PRODUCTION_ENV, manage
+
+    show = "from django.conf import settings; print(settings.CONTENT_SECURITY_POLICY['DIRECTIVES']['img-src'])"
+    local = manage("shell", "-c", show, **PRODUCTION_ENV)
+    assert local.returncode == 0, local.stderr
+    assert "s3" not in local.stdout
+    bucket = manage(
+        "shell", "-c", show, **PRODUCTION_ENV, S3_BUCKET="neuroai", S3_ENDPOINT_URL="http://s3:8333",
+        S3_PUBLIC_ENDPOINT_URL="https://s3.clinic.example/",
+    )
+    assert bucket.returncode == 0, bucket.stderr
+    assert "'https://s3.clinic.example'" in bucket.stdout and "s3:8333" not in bucket.stdout

@@ -26,6 +26,7 @@ PING_TIMEOUT_SECONDS = 1.0
 RATE_WINDOW_SECONDS = 300
 # Seconds; a job of a few hundred scans takes tens of seconds to minutes on one CPU worker.
 JOB_BUCKETS = (1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600)
+PER_CHUNK_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 PER_SCAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -111,8 +112,8 @@ class NeuroAICollector:
         )
 
     def _database(self):
-        from classifier.models import Prediction, PredictionJob, TrainingRun
-        from classifier.models.jobs import JobStatus
+        from classifier.models import Prediction, PredictionChunk, PredictionJob, TrainingRun
+        from classifier.models.jobs import ChunkStatus, JobStatus
 
         now = timezone.now()
         jobs = GaugeMetricFamily("neuroai_jobs", "Prediction jobs by state.", labels=["state"])
@@ -131,6 +132,25 @@ class NeuroAICollector:
             "neuroai_queue_oldest_job_age_seconds",
             "How long the oldest queued prediction job has waited for a worker (0: none waiting).",
             value=(now - oldest).total_seconds() if oldest else 0.0,
+        )
+
+        chunks = GaugeMetricFamily(
+            "neuroai_chunks", "Prediction chunks (the unit a worker takes) by state.", labels=["state"]
+        )
+        by_state = dict(PredictionChunk.objects.values_list("status").annotate(n=Count("pk")))
+        for state in ChunkStatus.values:
+            chunks.add_metric([state], by_state.get(state, 0))
+        yield chunks
+        oldest_chunk = PredictionChunk.objects.filter(status=ChunkStatus.QUEUED).aggregate(at=Min("sent_at"))["at"]
+        yield GaugeMetricFamily(
+            "neuroai_queue_oldest_chunk_age_seconds",
+            "How long the oldest queued chunk has waited since its task was sent (0: none waiting).",
+            value=(now - oldest_chunk).total_seconds() if oldest_chunk else 0.0,
+        )
+        yield _histogram(
+            "neuroai_chunk_seconds", "Prediction chunks done: task sent to chunk stored (wait + run).",
+            PredictionChunk.objects.filter(status=ChunkStatus.DONE, finished_at__isnull=False),
+            F("finished_at") - F("sent_at"), PER_CHUNK_BUCKETS,
         )
 
         finished = PredictionJob.objects.filter(

@@ -74,7 +74,7 @@ def test_metrics_count_stored_failed_and_unassessed_results_and_finished_job_lat
 
     from django.utils import timezone
 
-    from classifier.models import Prediction, PredictionJob
+    from classifier.models import Prediction, PredictionChunk, PredictionJob
     from tests.classifier.helpers import make_batch
 
     settings.METRICS_TOKEN = TOKEN
@@ -85,6 +85,12 @@ def test_metrics_count_stored_failed_and_unassessed_results_and_finished_job_lat
         status="succeeded", started_at=now - timedelta(seconds=20), finished_at=now, done=2, failed=1
     )
     scans = list(batch.scans.order_by("position"))
+    PredictionChunk.objects.filter(job=job).delete()
+    PredictionChunk.objects.create(
+        job=job, round=1, index=0, scan_ids=[str(s.pk) for s in scans], status="done",
+        sent_at=now - timedelta(seconds=8), finished_at=now,
+    )
+    PredictionChunk.objects.create(job=job, round=1, index=1, status="queued", sent_at=now - timedelta(seconds=90))
     common = {"model_version": vgg16_model, "job": job, "threshold": 0.5}
     Prediction.objects.create(scan=scans[0], probability=0.9, label="tumor", **common)
     Prediction.objects.create(scan=scans[1], probability=0.2, label="", assessed=False, **common)
@@ -99,3 +105,8 @@ def test_metrics_count_stored_failed_and_unassessed_results_and_finished_job_lat
     assert samples[("neuroai_job_run_seconds_bucket", (("le", "30.0"),))] == 1
     assert 19 <= samples[("neuroai_job_run_seconds_sum", ())] <= 21
     assert samples[("neuroai_images_per_second", ())] == pytest.approx(2 / 300)
+    assert samples[("neuroai_chunks", (("state", "done"),))] == 1
+    assert samples[("neuroai_chunks", (("state", "queued"),))] == 1
+    assert samples[("neuroai_chunk_seconds_bucket", (("le", "5.0"),))] == 0
+    assert samples[("neuroai_chunk_seconds_bucket", (("le", "10.0"),))] == 1
+    assert samples[("neuroai_queue_oldest_chunk_age_seconds", ())] >= 90

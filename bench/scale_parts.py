@@ -118,7 +118,9 @@ def postgres_inserts(total, threads, batch):
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
 
-    from classifier.models import ModelVersion, PredictionJob
+    from django.conf import settings
+
+    from classifier.models import ModelVersion, PredictionChunk, PredictionJob
     from classifier.prediction_run import _save
     from ml.engine import ImagePrediction
     from portal.accounts.models import Clinic
@@ -146,13 +148,21 @@ def postgres_inserts(total, threads, batch):
             ]
             result = ingest(case, user, files, ["vgg16"])
             job = PredictionJob.objects.get(pk=result.jobs[0].pk)
+            PredictionChunk.objects.filter(job=job).delete()  # none before a worker plans
             jobs[t].append((job, list(result.batch.scans_for_prediction().order_by("position"))))
 
     def work(index):
         for job, scans in jobs[index]:
-            for start in range(0, len(scans), CHUNK):
-                chunk = scans[start:start + CHUNK]
-                _save(job, "", chunk, [ImagePrediction(probability=0.42, label="no_tumor") for _ in chunk])
+            # As the worker does: chunks of JOB_CHUNK_SIZE scans, each stored per inference
+            # batch of INFERENCE_BATCH_SIZE (16) in its own transaction.
+            for number, first in enumerate(range(0, len(scans), settings.JOB_CHUNK_SIZE)):
+                members = scans[first:first + settings.JOB_CHUNK_SIZE]
+                chunk = PredictionChunk.objects.create(
+                    job=job, round=job.round, index=number, scan_ids=[str(s.pk) for s in members]
+                )
+                for start in range(0, len(members), CHUNK):
+                    part = members[start:start + CHUNK]
+                    _save(chunk, part, [ImagePrediction(probability=0.42, label="no_tumor") for _ in part])
 
     seconds = in_threads(threads, work)
     stored = sum(job.predictions.filter(error="").count() for per in jobs for job, _ in per)
@@ -310,8 +320,8 @@ def main():
     best = {key: max(values.values()) for key, values in results.items()}
     # Demand per image of one worker: one prediction row; one S3 GET by the worker (the scan)
     # and one PUT by the web process (the upload), plus a thumbnail PUT and GET when viewed;
-    # Redis: one job message per batch and model today, one per chunk of 16 once jobs are
-    # split into chunk tasks (1/16 message per image; take that, the heavier case).
+    # Redis: one chunk task per JOB_CHUNK_SIZE (32) scans plus one per job and re-sends:
+    # counted as 1/16 message per image, for margin.
     per_image = {
         "postgres": best["postgres_inserts_per_s"] / 1,
         "redis": best["redis_round_trips_per_s"] / (1 / CHUNK),

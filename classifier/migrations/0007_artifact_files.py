@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('classifier', '0005_one_review_per_reviewer'),
+        ('classifier', '0006_heatmap_state'),
     ]
 
     operations = [

@@ -21,7 +21,8 @@ import numpy as np
 
 __all__ = ["cross_validate", "trusted_cv", "card_metrics"]
 
-CV_KEYS = {"accuracy": "accuracy", "auc": "roc_auc", "brier": "brier", "ece": "ece"}
+CV_KEYS = {"accuracy": "accuracy", "auc": "roc_auc", "sensitivity": "sensitivity", "specificity": "specificity",
+           "brier": "brier", "ece": "ece"}
 
 
 def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0, inner_folds: int = 5,

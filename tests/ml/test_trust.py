@@ -129,15 +129,18 @@ def test_grey_and_noise_images_are_not_assessed_while_new_mri_like_images_are(tr
     out, _, _ = trained
     loaded = InferenceEngine(2, 1).load(out)
     heldout = [encode(brain_image(size=(96, 90), tumor=i % 2 == 0, seed=1000 + i)) for i in range(10)]
-    grey = encode(Image.new("RGB", (96, 96), (128, 128, 128)))
+    ramp = np.tile(np.linspace(110, 150, 96), (96, 1)).astype(np.uint8)  # grey with a faint gradient
+    grey = encode(Image.fromarray(ramp).convert("RGB"))
     noise = encode(Image.fromarray(np.random.default_rng(3).integers(0, 256, (96, 96, 3), dtype=np.uint8)))
-    preds = loaded.predict_bytes(heldout + [grey, noise])
+    flat = encode(Image.new("RGB", (96, 96), (128, 128, 128)))
+    preds = loaded.predict_bytes(heldout + [grey, noise, flat])
     # the threshold keeps 98.5 % of held-out images of a 32-image training set: allow two misses
     assert sum(p.assessed for p in preds[:10]) >= 8, [p.ood_score for p in preds]
-    for p in preds[10:]:
-        assert not p.assessed and p.label is None  # no answer ...
-        assert p.probability is not None and p.error is None  # ... but reviewers still see P
+    for p in preds[10:12]:
+        assert p.error is None and not p.assessed and p.label is None  # no answer ...
+        assert p.probability is not None  # ... but reviewers still see P
         assert p.ood_score > loaded.ood.threshold
+    assert preds[12].error and preds[12].label is None  # a uniform square is refused before the model
 
 
 def test_a_changed_ood_file_is_refused(trained, tmp_path):

@@ -58,10 +58,14 @@ def trained(mri_dataset, tmp_path_factory):
     from ml.train import TrainConfig, train
 
     out = tmp_path_factory.mktemp("trusted") / "artifact"
+    ood_set = tmp_path_factory.mktemp("ood_set")
+    (ood_set / "flat.png").write_bytes(encode(Image.new("RGB", (96, 96), (90, 90, 90))))  # refused at intake
+    noise = np.random.default_rng(7).integers(0, 256, (96, 96, 3), dtype=np.uint8)
+    (ood_set / "noise.png").write_bytes(encode(Image.fromarray(noise)))  # reaches the gate
     events = []
     cfg = TrainConfig(arch="vgg16", weights="none", input_size=48, views=2, threads=2, test_fraction=0.0,
                       feature_layers=["block3_conv3"], inner_folds=3, cv_folds=3, cv_repeats=1, robustness=True,
-                      source="generated test images")
+                      source="generated test images", ood_set=str(ood_set))
     result = train(cfg, str(mri_dataset), str(out), progress=events.append)
     return out, result, events
 
@@ -96,7 +100,10 @@ def test_artifact_stores_calibration_ood_file_and_model_card_metadata(trained):
     rob = meta["metrics"]["robustness"]
     assert set(rob) == {"rot90", "rot180", "rot270", "hflip", "jpeg_q30", "half_size", "gamma_0.7", "gamma_1.4"}
     assert all(set(v) >= {"accuracy", "delta", "flipped"} for v in rob.values())
-    assert set(meta["metrics"]["ood"]) >= {"heldout_assessed", "ood_not_assessed", "threshold"}
+    ood = meta["metrics"]["ood"]
+    assert 0.8 <= ood["heldout_assessed"] <= 1.0 and ood["threshold"] == meta["ood"]["threshold"]
+    # the --ood-set figure counts intake refusals and gate refusals alike: neither gets a label
+    assert ood["ood_set_images"] == 2 and ood["ood_set_refused_at_intake"] == 1 and ood["ood_not_assessed"] == 1.0
     td = meta["training_data"]
     assert td["n_images"] == 32 and td["n_tumor"] == 16 and td["n_no_tumor"] == 16 and td["source"]
     assert meta["backbone"]["imagenet"] is False

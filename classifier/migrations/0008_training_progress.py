@@ -4,7 +4,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("classifier", "0006_heatmap_state")]
+    dependencies = [("classifier", "0007_artifact_files")]
 
     operations = [
         migrations.AddField(

@@ -27,7 +27,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from _machine import machine_info  # noqa: E402
 
 DATA = Path("/work/shared/datasets/brain-mri-navoneel")
-METRICS = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier")
+METRICS = ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier", "ece")
 
 
 def score_peer(ds, folds, seed, n_boot, progress):
@@ -53,14 +53,16 @@ def score_peer(ds, folds, seed, n_boot, progress):
     m = binary_metrics(y, decision, 0.5)
     m["roc_auc"] = binary_metrics(y, p)["roc_auc"]
     m["brier"] = binary_metrics(y, p)["brier"]
+    m["ece"] = binary_metrics(y, p)["ece"]
     ci = bootstrap_ci(y, decision, 0.5, groups=g, n_boot=n_boot, seed=seed)
     ci_raw = bootstrap_ci(y, p, 0.5, groups=g, n_boot=n_boot, seed=seed)
-    m["ci95"] = {**ci, "roc_auc": ci_raw["roc_auc"], "brier": ci_raw["brier"]}
+    m["ci95"] = {**ci, "roc_auc": ci_raw["roc_auc"], "brier": ci_raw["brier"], "ece": ci_raw["ece"]}
     per_fold = []
     for _, te in grouped_kfold(y, g, folds, seed=seed):
         f = binary_metrics(y[te], decision[te], 0.5)
         f["roc_auc"] = binary_metrics(y[te], p[te])["roc_auc"]
         f["brier"] = binary_metrics(y[te], p[te])["brier"]
+        f["ece"] = binary_metrics(y[te], p[te])["ece"]
         per_fold.append(f)
     return {"all_images": m, "per_fold_mean_sd": summarise_folds(per_fold),
             "rule": "tumor = argmax class != notumor; P(tumor) = 1 - P(notumor)"}
@@ -73,7 +75,7 @@ def main() -> int:
     ap.add_argument("--weights", default=str(ROOT / "var" / "weights" / "vgg16_hed_bsds500_notop.weights.h5"))
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--views", type=int, default=2)
+    ap.add_argument("--views", type=int, default=10)
     ap.add_argument("--input-size", type=int, default=160)
     ap.add_argument("--intensity", choices=["equalize", "none"], default="equalize")
     ap.add_argument("--head-c", choices=["bag", "best"], default="bag")
@@ -121,6 +123,16 @@ def main() -> int:
             plo, phi = pa["ci95"][k]
             line += f" {ps['mean']:8.3f} ± {ps['sd']:.3f} {pa[k]:10.3f} [{plo:.3f}, {phi:.3f}]"
         print(line)
+    from ml.cv import card_metrics
+
+    card = card_metrics(rep)["cv"] if "uncalibrated_mean" in rep else None
+    if card:
+        print(f"calibration (Platt on inner out-of-fold predictions, per fold): ECE {rep['uncalibrated_mean']['ece']:.3f} "
+              f"-> {s['ece']['mean']:.3f}, Brier {rep['uncalibrated_mean']['brier']:.3f} -> {s['brier']['mean']:.3f} "
+              f"(mean of test folds); accuracy at calibrated P >= 0.5: {rep['accuracy_at_calibrated_0.5']:.3f}")
+        print(f"OOD gate: {rep['ood_heldout_assessed']:.1%} of held-out test images assessed")
+        print("model card metrics['cv']: " + ", ".join(
+            f"{k} {card[k]['mean']:.3f} [{card[k]['ci95'][0]:.3f}, {card[k]['ci95'][1]:.3f}]" for k in ("accuracy", "auc", "brier", "ece")))
     out = {"bench": "ml_accuracy", "backbone": rep["backbone"], "weights": rep["weights"], "arch": rep["architecture"],
            "folds": args.folds, "repeats": args.repeats, "views": rep["views"], "input_size": rep["input_size"],
            "intensity": rep["intensity"], "c_choice": rep["c_choice"], "threshold_method": rep["threshold_method"],
@@ -130,6 +142,8 @@ def main() -> int:
                "per_fold_mean_sd": peer["per_fold_mean_sd"],
                "all_images": {k: peer["all_images"][k] for k in METRICS},
                "all_images_ci95": {k: peer["all_images"]["ci95"][k] for k in METRICS}, "rule": peer["rule"]},
+           "card_cv": card, "uncalibrated_mean": rep.get("uncalibrated_mean"),
+           "ood_heldout_assessed": rep.get("ood_heldout_assessed"),
            "dataset": rep["dataset"], "seconds": rep["seconds"], "machine": info}
     print(json.dumps(out, default=float))
     return 0

@@ -481,6 +481,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
                 "done": run.done,
                 "total": run.total,
                 "percent": run.percent,
+                "stage": run.stage,
+                "fraction": run.fraction,
                 "finished": run.is_finished,
                 "error": run.user_error,
                 "log": run.log[-4000:],

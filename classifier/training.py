@@ -179,6 +179,7 @@ def _train(run, run_id):
         _append_log(run, f"exported {counts[Label.TUMOR]} tumor and {counts[Label.NO_TUMOR]} no-tumor scans")
         check_enough(counts, int(run.options.get("min_per_class", min_per_class())))
         artifact = train_artifact(run, csv_path, workdir / "artifact")
+        TrainingRun.objects.filter(pk=run.pk).update(stage="import")
         from classifier.registry import import_artifact
 
         version = import_artifact(
@@ -191,7 +192,8 @@ def _train(run, run_id):
             run = TrainingRun.objects.select_for_update().get(pk=run.pk)
             run.result_version = version
             run.done = run.total
-            run.save(update_fields=["result_version", "done"])
+            run.stage, run.fraction = "done", 1.0
+            run.save(update_fields=["result_version", "done", "stage", "fraction"])
             _append_log(run, f"imported {version} (inactive)")
             run.set_status(JobStatus.SUCCEEDED)
         return run
@@ -219,22 +221,15 @@ def _fail(run_id, user_error, admin_error):
             run.set_status(JobStatus.FAILED, user_error=user_error, admin_error=admin_error)
 
 
-# Progress steps: ml reports progress as messages; these prefixes mark the stages.
-STAGES = [
-    ("listing", 1),
-    ("split", 2),
-    ("phase 1 features", 3),
-    ("phase 1: training", 4),
-    ("phase 1 done", 5),
-    ("phase 2", 6),
-    ("threshold", 7),
-    ("reloaded artifact", 8),
-    ("artifact written", 9),
-]
-TOTAL_STEPS = 10  # the nine stages, then the import into the registry
+# Progress: ml reports structured events (stage, fraction 0..1, message); the run stores the
+# stage and fraction, and done/total (the progress bar) move in hundredths: training takes
+# TRAIN_SHARE of the bar, importing the artifact into the registry the rest.
+TOTAL_STEPS = 100
+TRAIN_SHARE = 95
 TRAIN_OPTIONS = {"weights", "input_size", "crop", "seed", "views", "head_epochs", "head_patience",
                  "batch_size", "fine_tune_epochs", "fine_tune_blocks", "threads", "test_fraction",
-                 "val_fraction", "intensity", "threshold_method", "c_choice"}
+                 "val_fraction", "intensity", "threshold_method", "c_choice", "cv_repeats", "robustness",
+                 "ood_keep"}
 
 
 def train_config(run):
@@ -249,30 +244,33 @@ def train_config(run):
         values["weights"] = str(ensure_vgg16_hed(settings.BACKBONE_CACHE_DIR))
     if "epochs" in options:
         values.setdefault("head_epochs", int(options["epochs"]))
-    return TrainConfig(arch=run.architecture, extra={"training_run": run.pk}, **values)
+    return TrainConfig(arch=run.architecture, extra={"training_run": run.pk},
+                       source=f"reviewed scans of this portal (training run {run.pk})", **values)
 
 
 class _Progress:
-    """ml's progress callback: appends to the run's log and moves done/total."""
+    """ml's progress callback (``ml.progress.ProgressEvent``): stores stage and fraction,
+    moves done/total and appends the message to the run's log."""
 
     def __init__(self, run):
         self.run = run
 
-    def __call__(self, message):
-        message = str(message)
-        step = next((n for prefix, n in STAGES if message.lower().startswith(prefix)), None)
-        if step is not None and step > self.run.done:
-            self.run.done = step
-            TrainingRun.objects.filter(pk=self.run.pk).update(done=step)
-        _append_log(self.run, message)
+    def __call__(self, event):
+        done = min(TRAIN_SHARE, int(event.fraction * TRAIN_SHARE))
+        self.run.stage, self.run.fraction = event.stage[:40], max(self.run.fraction, float(event.fraction))
+        self.run.done = max(self.run.done, done)
+        TrainingRun.objects.filter(pk=self.run.pk).update(
+            stage=self.run.stage, fraction=self.run.fraction, done=self.run.done
+        )
+        _append_log(self.run, f"[{event.stage}] {event.message}")
 
 
 def train_artifact(run, csv_path, out_dir):
     """Train with ml in-process; returns the artifact directory."""
     from ml.train import train
 
-    TrainingRun.objects.filter(pk=run.pk).update(total=TOTAL_STEPS, done=0)
-    run.total, run.done = TOTAL_STEPS, 0
+    TrainingRun.objects.filter(pk=run.pk).update(total=TOTAL_STEPS, done=0, stage="", fraction=0.0)
+    run.total, run.done, run.stage, run.fraction = TOTAL_STEPS, 0, "", 0.0
     try:
         train(train_config(run), str(csv_path), str(out_dir), progress=_Progress(run))
     except ValueError as exc:  # ml's "data set too small ..." and similar

@@ -3,8 +3,11 @@
 metadata.json (format 1) holds: format, architecture, input_size, preprocessing (crop etc.),
 threshold, class_names ["no_tumor", "tumor"], positive_class, metrics, dataset_fingerprint,
 weights, versions, created (UTC ISO 8601), model_file, model_sha256, plus ``extra``.
-Loading checks that both files exist, the JSON is valid and complete, and that
-model.keras still has the recorded SHA-256 and the recorded input size.
+Optional: ``calibration`` (Platt parameters applied by the engine), ``ood`` (the OOD gate's
+file, normally ``ood.npz``, its SHA-256 and threshold) and the model card's sections
+(``training_data``, ``backbone``). Loading checks that the files exist, the JSON is valid
+and complete, and that model.keras (and the OOD file) still have the recorded SHA-256 and
+the recorded input size.
 """
 from __future__ import annotations
 
@@ -55,8 +58,13 @@ def _jsonable(obj):
 
 def save_artifact(model, out_dir, *, architecture: str, input_size: int, threshold: float = 0.5,
                   metrics: dict | None = None, dataset_fingerprint: str | None = None,
-                  extra: dict | None = None, crop: bool = True, intensity: str = "none") -> Path:
-    """Write ``out_dir/model.keras`` and ``out_dir/metadata.json``; return ``out_dir`` as a Path."""
+                  extra: dict | None = None, crop: bool = True, intensity: str = "none",
+                  calibration: dict | None = None, ood=None, sections: dict | None = None) -> Path:
+    """Write ``out_dir/model.keras`` and ``out_dir/metadata.json`` (and ``ood.npz`` for an
+    :class:`ml.ood.OodModel` ``ood``); return ``out_dir`` as a Path.
+
+    ``calibration``: ``{"method": "platt", "a", "b", "threshold", ...}``; ``threshold`` is then
+    on the calibrated probability. ``sections``: further top-level keys (model card)."""
     from .builders import ARCHITECTURES
     from .prepare import preprocessing_description
     from .tfutil import library_versions
@@ -93,6 +101,21 @@ def save_artifact(model, out_dir, *, architecture: str, input_size: int, thresho
         "model_sha256": _sha256(model_path),
         "model_config": getattr(model, "_neuroai_config", None),
     }
+    if calibration:
+        if calibration.get("method") not in ("platt", "temperature"):
+            raise ArtifactError(f"unknown calibration method {calibration.get('method')!r}")
+        meta["calibration"] = calibration
+    if ood is not None:
+        from .ood import OOD_FILE, OOD_METHOD
+
+        ood.save(out / OOD_FILE)
+        meta["ood"] = {"method": OOD_METHOD, "file": OOD_FILE, "sha256": _sha256(out / OOD_FILE),
+                       "threshold": float(ood.threshold), "shrinkage": float(ood.shrinkage),
+                       "features": int(len(ood.mean))}
+    for key, value in (sections or {}).items():
+        if key in meta:
+            raise ArtifactError(f"metadata section {key!r} would replace a reserved key")
+        meta[key] = value
     if extra:
         meta["extra"] = extra
     tmpj = out / (METADATA_FILE + ".tmp")
@@ -148,6 +171,19 @@ def read_metadata(path, *, check_hash: bool = True) -> dict:
         if actual != meta["model_sha256"]:
             raise ArtifactError(f"{MODEL_FILE} does not match metadata.json (sha256 {actual[:12]}… "
                                 f"!= recorded {str(meta['model_sha256'])[:12]}…): file changed or corrupt")
+    ood = meta.get("ood")
+    if ood is not None:
+        from .ood import OOD_FILE
+
+        if not isinstance(ood, dict) or ood.get("file") != OOD_FILE or not isinstance(ood.get("threshold"), (int, float)):
+            raise ArtifactError(f"bad \"ood\" entry in {METADATA_FILE}")
+        if not (d / OOD_FILE).is_file():
+            raise ArtifactError(f"artifact has no OOD file {OOD_FILE} (listed in {METADATA_FILE}): {d}")
+        if check_hash and _sha256(d / OOD_FILE) != ood.get("sha256"):
+            raise ArtifactError(f"{OOD_FILE} does not match metadata.json (sha256): file changed or corrupt")
+    cal = meta.get("calibration")
+    if cal is not None and (not isinstance(cal, dict) or cal.get("method") not in ("platt", "temperature")):
+        raise ArtifactError(f"bad \"calibration\" entry in {METADATA_FILE}")
     meta.setdefault("crop", meta["preprocessing"].get("crop") == "brain")
     meta["path"] = str(d.resolve())
     return meta

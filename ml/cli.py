@@ -26,7 +26,8 @@ def _cmd_predict(args) -> int:
         with open(p, "rb") as fh:
             datas.append(fh.read())
     for path, pred in zip(args.images, loaded.predict_bytes(datas, batch_size=args.batch_size)):
-        print(json.dumps({"file": path, "probability": pred.probability, "label": pred.label, "error": pred.error}))
+        print(json.dumps({"file": path, "probability": pred.probability, "label": pred.label, "error": pred.error,
+                          "ood_score": pred.ood_score, "assessed": pred.assessed}))
     return 0
 
 
@@ -84,7 +85,9 @@ def _cmd_train(args) -> int:
                       feature_layers=_layers(args.feature_layers), pooling=args.pooling,
                       head_optimizer=args.head_optimizer, fine_tune_epochs=args.fine_tune_epochs, fine_tune_blocks=args.fine_tune_blocks,
                       fine_tune_lr=args.fine_tune_lr, threshold_method=args.threshold_method, threads=args.threads,
-                      validation=args.validation, inner_folds=args.inner_folds, cache_dir=args.cache)
+                      validation=args.validation, inner_folds=args.inner_folds, cache_dir=args.cache,
+                      cv_repeats=args.cv_repeats, robustness=not args.no_robustness, ood_keep=args.ood_keep,
+                      ood_set=args.ood_set, source=args.source)
     result = train(cfg, args.data, args.out)
     from .evaluate import format_metrics
 
@@ -93,6 +96,21 @@ def _cmd_train(args) -> int:
           f"{result['split']['test']} test images (grouped)")
     print(f"validation ({result['validation']['source']}; threshold chosen here):\n"
           f"{format_metrics(result['validation'])}")
+    if result["calibration"]:
+        c = result["calibration"]
+        print(f"calibration: Platt a={c['a']:.3f} b={c['b']:.3f}; out-of-fold ECE {c['ece_uncalibrated']:.3f} -> "
+              f"{c['ece']:.3f}, Brier {c['brier_uncalibrated']:.3f} -> {c['brier']:.3f}")
+    if result["cv"]:
+        cv = result["cv"]
+        print(f"grouped {cv['folds']}-fold CV x {cv['repeats']} on the training images: " + ", ".join(
+            f"{k} {cv[k]['mean']:.3f} [{cv[k]['ci95'][0]:.3f}, {cv[k]['ci95'][1]:.3f}]" for k in ("accuracy", "auc", "brier", "ece")))
+        for name, r in (result["robustness"] or {}).items():
+            print(f"  {name:10s} accuracy {r['accuracy']:.3f} (delta {r['delta']:+.3f}), labels flipped {r['flipped']:.1%}")
+    if result["ood"]:
+        o = result["ood"]
+        print(f"OOD gate: threshold {o['threshold']:.2f}; held-out training images assessed "
+              f"{o['heldout_assessed'] if o['heldout_assessed'] is None else format(o['heldout_assessed'], '.1%')}"
+              + (f"; OOD set not assessed {o['ood_not_assessed']:.1%}" if o.get("ood_not_assessed") is not None else ""))
     print(f"reload check: max |p - p_reloaded| = {result['reload_max_abs_diff']:.2e}")
     return 0
 
@@ -104,6 +122,9 @@ def _cmd_evaluate(args) -> int:
                    threads=args.threads, n_boot=args.bootstrap)
     print(f"{rep['architecture']} [{rep['backbone']}] on {rep['note']} (n={rep['metrics']['n']}):")
     print(format_metrics(rep["metrics"]))
+    if rep["not_assessed"]:
+        print(f"  not assessed (OOD gate): {len(rep['not_assessed'])} of {rep['metrics']['n']} images "
+              "(scored above with their probabilities all the same)")
     for e in rep["errors"]:
         print(f"  rejected: {e['file']}: {e['error']}")
     return 0
@@ -119,18 +140,22 @@ def _cmd_cv(args) -> int:
                          head_optimizer=args.head_optimizer, dropout=args.dropout,
                          l2=args.l2, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
                          threshold_method=args.threshold_method, validation=args.validation,
-                         inner_folds=args.inner_folds, fine_tune_epochs=args.fine_tune_epochs,
+                         inner_folds=args.inner_folds, fine_tune_epochs=args.fine_tune_epochs, robustness=args.robustness,
                          fine_tune_blocks=args.fine_tune_blocks, fine_tune_lr=args.fine_tune_lr,
                          threads=args.threads, cache_dir=args.cache, out=args.out, n_boot=args.bootstrap)
     s = rep["per_fold_mean_sd"]
     pooled = rep["first_repeat"]["pooled_out_of_fold"]
     print(f"{rep['folds']}-fold grouped CV x {rep['repeats']} ({rep['backbone']}), per-fold mean ± sd:")
-    for k in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier"):
+    for k in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier", "ece"):
         lo, hi = pooled["ci95"][k]
         print(f"  {k:18s} {s[k]['mean']:.3f} ± {s[k]['sd']:.3f}   pooled out-of-fold {pooled[k]:.3f} "
               f"95% CI [{lo:.3f}, {hi:.3f}]")
     c = pooled["confusion"]
     print(f"  pooled confusion   TN {c['tn']}  FP {c['fp']}  FN {c['fn']}  TP {c['tp']}")
+    for name, r in (rep.get("robustness") or {}).items():
+        print(f"  {name:10s} accuracy {r['accuracy']:.3f} (delta {r['delta']:+.3f}), labels flipped {r['flipped']:.1%}")
+    if "ood_heldout_assessed" in rep:
+        print(f"  OOD gate: held-out test images assessed {rep['ood_heldout_assessed']:.1%}")
     print(json.dumps({"cv": {k: s[k] for k in s}, "seconds": rep["seconds"]}))
     return 0
 
@@ -146,9 +171,10 @@ def _common_model_args(p, *, train: bool):
     p.add_argument("--head-c", choices=["bag", "best"], default="bag",
                    help="head L2 strength: average the heads over the whole path (default) or keep the best one")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--views", type=int, default=2,
-                   help="augmentation views per training image: 1 = none, 2 = + mirror, more = + random "
-                        "rotation/zoom/shift/brightness views")
+    p.add_argument("--views", type=int, default=10,
+                   help="augmentation views per training image: 1 = none, 2-8 = + mirror and rotations by 90/180/270 "
+                        "(and their mirrors), more = + random views (small rotation, contrast, gamma, blur, noise, "
+                        "rescaling, JPEG q30-95); default 10")
     p.add_argument("--epochs", type=int, default=300, help="phase-one (head) epochs at most")
     p.add_argument("--lr", type=float, default=1e-3, help="phase-one learning rate")
     p.add_argument("--patience", type=int, default=40, help="early-stopping patience (epochs, validation AUC)")
@@ -183,6 +209,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--test-fraction", type=float, default=0.2, help="grouped held-out test share (0 = none)")
     p.add_argument("--cache", default=None, help="folder for cached frozen-backbone features (shared with cv)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="grouped validation share of the rest")
+    p.add_argument("--cv-repeats", type=int, default=1,
+                   help="grouped 5-fold CV repeats on the training images for the model card's figures (0 = skip)")
+    p.add_argument("--no-robustness", action="store_true", help="skip the robustness changes in that CV")
+    p.add_argument("--ood-keep", type=float, default=0.985,
+                   help="share of held-out training images the OOD gate's threshold keeps")
+    p.add_argument("--ood-set", default=None,
+                   help="folder of out-of-distribution images (bench/ml_ood.py --write) to measure the gate on")
+    p.add_argument("--source", default="", help="where the training data comes from (model card)")
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("evaluate", help="score an artifact on a data set (serving path), with CIs and plots")
@@ -202,6 +236,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=1, help="repeat CV with seeds seed, seed+1, ...")
     p.add_argument("--cache", default=None, help="folder for cached backbone features")
     p.add_argument("--out", default=None, help="folder for cv.json and plots")
+    p.add_argument("--robustness", action="store_true",
+                   help="also score every test fold under the ml.robustness changes (rotations, mirror, JPEG, ...)")
     p.add_argument("--bootstrap", type=int, default=2000)
     p.set_defaults(func=_cmd_cv)
 

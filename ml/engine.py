@@ -6,6 +6,9 @@
     png = loaded.gradcam_png(b1)
 
 A bad image yields ``ImagePrediction(None, None, error="reason")`` and never fails the batch.
+Artifacts with a ``calibration`` entry return calibrated probabilities (the stored threshold
+is on that scale); artifacts with an OOD gate (``ood.npz``) score every image and return
+``assessed=False, label=None`` (probability kept, for reviewers) beyond its threshold.
 The forward pass is a ``tf.function`` traced once per artifact for a variable batch size
 (``model.predict`` has per-call overhead); the Keras model itself is the reference runtime.
 """
@@ -28,9 +31,11 @@ log = logging.getLogger("ml.engine")
 
 @dataclass
 class ImagePrediction:
-    probability: float | None
-    label: str | None  # "tumor" | "no_tumor" | None
+    probability: float | None  # calibrated P(tumor) when the artifact is calibrated
+    label: str | None  # "tumor" | "no_tumor" | None (error, or not assessed)
     error: str | None = None
+    ood_score: float | None = None  # distance from the training images (None: artifact has no OOD gate)
+    assessed: bool = True  # False: the image does not look like the training images; no label given
 
     @property
     def ok(self) -> bool:
@@ -105,10 +110,21 @@ class LoadedModel:
         self.intensity: str = intensity_of(metadata)
         self.path = metadata.get("path")
         self.limits = limits or IntakeLimits()
+        self.calibration: dict | None = metadata.get("calibration")
+        self.ood = None
+        if metadata.get("ood"):
+            from .ood import OodModel
+
+            self.ood = OodModel.load(Path(metadata["path"]) / metadata["ood"]["file"])
+            self.ood.threshold = float(metadata["ood"]["threshold"])
         s = self.input_size
+        if self.ood is not None:  # one pass gives the pooled features (for the gate) and P(tumor)
+            import keras
+
+            serving = keras.Model(serving.inputs, [serving.get_layer("standardize").input, serving.outputs[0]])
         self._serving_model = serving
         self._forward = tf.function(
-            lambda x: tf.cast(serving(x, training=False), tf.float32),
+            lambda x: tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), serving(x, training=False)),
             input_signature=[tf.TensorSpec([None, s, s, 3], tf.float32)],
             reduce_retracing=True,
         )
@@ -117,15 +133,29 @@ class LoadedModel:
         self._lock = threading.Lock()
 
     # -- core ---------------------------------------------------------------
-    def predict_arrays(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
-        """P(tumor) for prepared arrays (n, s, s, 3) in 0..255 -> float array (n,)."""
+    def score_arrays(self, batch: np.ndarray, batch_size: int = 32) -> tuple[np.ndarray, np.ndarray | None]:
+        """(calibrated P(tumor) (n,), OOD distances (n,) or None) for prepared arrays (n, s, s, 3) in 0..255."""
+        from .calibration import apply_calibration
+
         batch = np.asarray(batch, dtype=np.float32)
         if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"expected (n, {self.input_size}, {self.input_size}, 3), got {batch.shape}")
-        out = []
+        probs, dists = [], []
         for i in range(0, len(batch), max(1, int(batch_size))):
-            out.append(self._forward(batch[i:i + batch_size]).numpy().reshape(-1))
-        return np.concatenate(out) if out else np.zeros((0,), np.float32)
+            out = self._forward(batch[i:i + batch_size])
+            if self.ood is not None:
+                feats, out = out
+                dists.append(self.ood.score(feats.numpy()))
+            probs.append(out.numpy().reshape(-1))
+        p = np.concatenate(probs) if probs else np.zeros((0,), np.float32)
+        p = apply_calibration(p, self.calibration) if self.calibration else p
+        if self.ood is None:
+            return p, None
+        return p, (np.concatenate(dists) if dists else np.zeros((0,)))
+
+    def predict_arrays(self, batch: np.ndarray, batch_size: int = 32) -> np.ndarray:
+        """P(tumor) (calibrated when the artifact is) for prepared arrays (n, s, s, 3) in 0..255."""
+        return self.score_arrays(batch, batch_size)[0]
 
     def label_for(self, p: float) -> str:
         return "tumor" if p >= self.threshold else "no_tumor"
@@ -148,10 +178,15 @@ class LoadedModel:
                 log.exception("unexpected error preparing image %d", i)
                 results[i] = ImagePrediction(None, None, f"could not process image ({type(exc).__name__})")
         if arrays:
-            probs = self.predict_arrays(np.stack(arrays), batch_size=batch_size)
-            for i, p in zip(index, probs):
+            probs, dists = self.score_arrays(np.stack(arrays), batch_size=batch_size)
+            for k, (i, p) in enumerate(zip(index, probs)):
                 p = float(p)
-                results[i] = ImagePrediction(p, self.label_for(p), None)
+                if dists is None:
+                    results[i] = ImagePrediction(p, self.label_for(p), None)
+                    continue
+                d = float(dists[k])
+                ok = d <= self.ood.threshold
+                results[i] = ImagePrediction(p, self.label_for(p) if ok else None, None, ood_score=d, assessed=ok)
         return results  # type: ignore[return-value]
 
     def predict_one(self, data: bytes) -> ImagePrediction:
@@ -169,6 +204,10 @@ class LoadedModel:
             if self._grad_model is None:
                 self._grad_model = make_gradcam_model(self.model, self._gradcam_layer)
         cam, prob = gradcam_map(self._grad_model, arr)
+        if self.calibration:
+            from .calibration import apply_calibration
+
+            prob = float(apply_calibration(np.array([prob]), self.calibration)[0])
         return overlay_png(decoded.image, cam, box, side), prob
 
     def gradcam_png(self, data: bytes) -> bytes:

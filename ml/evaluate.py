@@ -59,13 +59,16 @@ def evaluate(artifact, data, out=None, *, split: str = "auto", batch_size: int =
     p = np.array([preds[j].probability for j in ok])
     m = binary_metrics(y, p, loaded.threshold)
     m["ci95"] = bootstrap_ci(y, p, loaded.threshold, groups=g, n_boot=n_boot)
+    not_assessed = [str(ds.samples[idx[j]].path) for j in ok if not preds[j].assessed]
     report = {
         "artifact": meta["path"], "architecture": meta["architecture"],
         "backbone": (meta.get("extra") or {}).get("backbone"), "data": str(data), "dataset_fingerprint": fp,
         "same_dataset_as_training": same, "split": split, "note": note, "threshold": loaded.threshold,
-        "metrics": m, "errors": errors,
+        "metrics": m, "errors": errors, "not_assessed": not_assessed,
+        "calibrated": bool(meta.get("calibration")),
         "predictions": [{"file": str(ds.samples[idx[j]].path), "label": int(ds.labels[idx[j]]),
-                         "probability": preds[j].probability} for j in ok],
+                         "probability": preds[j].probability, "ood_score": preds[j].ood_score,
+                         "assessed": preds[j].assessed} for j in ok],
     }
     out = Path(out) if out else Path(meta["path"]) / "evaluation"
     out.mkdir(parents=True, exist_ok=True)
@@ -80,7 +83,7 @@ def evaluate(artifact, data, out=None, *, split: str = "auto", batch_size: int =
 def format_metrics(m: dict) -> str:
     ci = m.get("ci95", {})
     lines = []
-    for k in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier"):
+    for k in ("accuracy", "sensitivity", "specificity", "balanced_accuracy", "roc_auc", "brier", "ece"):
         lo, hi = ci.get(k, [float("nan")] * 2)
         lines.append(f"  {k:18s} {m[k]:.3f}   95% CI [{lo:.3f}, {hi:.3f}]")
     c = m["confusion"]

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-__all__ = ["load_arrays", "run_model", "Progress", "FeatureCache", "view_features", "feature_key"]
+__all__ = ["load_arrays", "run_model", "Progress", "FeatureCache", "view_features", "feature_key", "finish_intensity"]
 
 log = logging.getLogger("ml")
 
@@ -42,6 +42,18 @@ def load_arrays(ds, input_size: int, crop: bool, progress=None, intensity: str =
     if not arrays:
         raise ValueError("no usable images in the data set")
     return np.stack(arrays), np.asarray(keep)
+
+
+def finish_intensity(arrays: np.ndarray, intensity: str) -> np.ndarray:
+    """The intensity step of :func:`ml.prepare.prepare_image` on already prepared (square,
+    resized) arrays: the serving path itself, with nothing left to crop or resize."""
+    from PIL import Image
+
+    from .prepare import prepare_image
+
+    if intensity == "none" or not len(arrays):
+        return arrays
+    return np.stack([prepare_image(Image.fromarray(a), a.shape[0], False, intensity) for a in arrays])
 
 
 def run_model(model, arrays, batch_size: int = 16, progress=None, what: str = "features"):
@@ -110,8 +122,11 @@ class FeatureCache:
 
 
 def view_features(fmodel, arrays, shas, n_views: int, seed: int, cache: FeatureCache | None = None,
-                  progress=None, batch_size: int = 16) -> np.ndarray:
-    """(views, n, d) features of every image and augmentation view, computing only what the cache lacks."""
+                  progress=None, batch_size: int = 16, intensity: str = "none") -> np.ndarray:
+    """(views, n, d) features of every image and augmentation view, computing only what the cache lacks.
+
+    ``arrays``: prepared images *before* the intensity step; each view is made, then
+    ``intensity`` applied (as for an upload that arrived changed)."""
     from .augment import view_of
 
     out = [[None] * len(arrays) for _ in range(n_views)]
@@ -124,7 +139,7 @@ def view_features(fmodel, arrays, shas, n_views: int, seed: int, cache: FeatureC
             else:
                 out[v][i] = hit
         if missing:
-            batch = np.stack([view_of(arrays[i], v, seed, shas[i]) for i in missing])
+            batch = finish_intensity(np.stack([view_of(arrays[i], v, seed, shas[i]) for i in missing]), intensity)
             feats = run_model(fmodel, batch, batch_size=batch_size, progress=progress,
                               what=f"features view {v + 1}/{n_views}")
             for i, f in zip(missing, feats):
@@ -135,4 +150,6 @@ def view_features(fmodel, arrays, shas, n_views: int, seed: int, cache: FeatureC
                 cache.save()
         elif progress:
             progress(f"features view {v + 1}/{n_views}: {len(arrays)} images from cache")
+        if hasattr(progress, "part"):
+            progress.part(v + 1, n_views)
     return np.stack([np.stack(col) for col in out])

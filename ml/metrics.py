@@ -9,9 +9,34 @@ import math
 import numpy as np
 
 __all__ = ["binary_metrics", "bootstrap_ci", "choose_threshold", "roc_curve_points", "summarise_folds",
-           "METRIC_NAMES"]
+           "brier_score", "expected_calibration_error", "METRIC_NAMES"]
 
-METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "roc_auc", "brier", "balanced_accuracy")
+METRIC_NAMES = ("accuracy", "sensitivity", "specificity", "roc_auc", "brier", "balanced_accuracy", "ece")
+
+
+def brier_score(y_true, prob) -> float:
+    """Mean squared difference between P(tumor) and the 0/1 label (0 = perfect)."""
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    return float(np.mean((p - y) ** 2)) if len(y) else float("nan")
+
+
+def expected_calibration_error(y_true, prob, bins: int = 10) -> float:
+    """ECE with ``bins`` equal-width bins of P(tumor) over [0, 1]: sum over bins of
+    (share of images in the bin) x |mean P(tumor) in the bin - share of tumors in the bin|.
+    Bin k holds k/bins <= p < (k+1)/bins; p = 1 falls in the last bin."""
+    y = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(prob, dtype=np.float64).ravel()
+    if not len(y):
+        return float("nan")
+    idx = np.minimum((p * bins).astype(int), bins - 1)
+    ece = 0.0
+    for k in range(bins):
+        m = idx == k
+        if m.any():
+            ece += m.sum() / len(y) * abs(p[m].mean() - y[m].mean())
+    return float(ece)
+
 
 
 def _auc(y: np.ndarray, p: np.ndarray) -> float:
@@ -53,7 +78,8 @@ def binary_metrics(y_true, prob, threshold: float = 0.5) -> dict:
         "specificity": spec,
         "balanced_accuracy": (sens + spec) / 2 if not (math.isnan(sens) or math.isnan(spec)) else float("nan"),
         "roc_auc": _auc(y, p),
-        "brier": float(np.mean((p - y) ** 2)) if len(y) else float("nan"),
+        "brier": brier_score(y, p),
+        "ece": expected_calibration_error(y, p),
         "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
 

@@ -150,6 +150,8 @@ def export_head(artifact, out_dir, *, name: str | None = None, cache_dir="var/we
         if (artifact_path / plot).is_file():
             shutil.copyfile(artifact_path / plot, out / plot)
             plots.append(plot)
+    if meta.get("ood"):  # the OOD gate's file travels with the head (its SHA-256 is in the metadata)
+        shutil.copyfile(artifact_path / meta["ood"]["file"], out / meta["ood"]["file"])
     reference = None
     if reference_data:
         files = reference_images(reference_data, reference_n)
@@ -198,6 +200,8 @@ def assemble(folder, out_dir, *, cache_dir="var/weights", imagenet_weights=None)
     os.replace(tmp, out / MODEL_FILE)
     for plot in manifest.get("plots") or []:
         shutil.copyfile(folder / plot, out / plot)
+    if meta.get("ood"):
+        shutil.copyfile(folder / meta["ood"]["file"], out / meta["ood"]["file"])
     meta["model_sha256"] = file_sha256(out / MODEL_FILE)
     meta["version"] = manifest["name"]
     meta.setdefault("backbone", {k: manifest["backbone"][k] for k in ("name", "imagenet", "source")})

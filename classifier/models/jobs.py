@@ -208,6 +208,10 @@ class TrainingRun(Job):
     )
     options = models.JSONField(default=dict, blank=True)
     log = models.TextField(blank=True)
+    stage = models.CharField(
+        max_length=40, blank=True, help_text="The training stage ml reported last (ml.progress.ProgressEvent)."
+    )
+    fraction = models.FloatField(default=0.0, help_text="Share of the training done, 0..1, as ml reported it.")
     result_version = models.ForeignKey(
         "classifier.ModelVersion", null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )

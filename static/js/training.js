@@ -12,7 +12,7 @@
   function poll() {
     fetch(url, { credentials: "same-origin" }).then(function (r) { return r.json(); }).then(function (data) {
       bar.value = data.percent;
-      status.textContent = data.status_display + " · " + data.done + "/" + data.total;
+      status.textContent = data.status_display + (data.stage ? " · " + data.stage : "") + " · " + data.percent + "%";
       if (data.error) { error.textContent = data.error; error.hidden = false; }
       if (data.result_url) {
         result.textContent = "New version: ";

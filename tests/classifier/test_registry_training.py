@@ -62,19 +62,24 @@ def test_training_run_produces_an_inactive_version(transactional_db, celery_work
     assert 'id="training-progress"' in page
 
     status_url = reverse("admin:classifier_trainingrun_status", args=[run.pk])
-    seen = []
+    seen, stages = [], []
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
         status = c.get(status_url).json()
         seen.append(status["done"])
+        if status["stage"] and status["stage"] not in stages:
+            stages.append(status["stage"])
         if status["finished"]:
             break
         time.sleep(1)
     assert status["finished"], f"not finished: {status}\n{celery_worker.log()}"
     assert status["status"] == JobStatus.SUCCEEDED, f"{status}\n{celery_worker.log()}"
-    assert status["percent"] == 100 and status["done"] == status["total"] == 10
+    assert status["percent"] == 100 and status["done"] == status["total"] == 100
+    assert status["stage"] == "done" and status["fraction"] == 1.0
     assert seen == sorted(seen)  # progress only moves forward
+    assert len(stages) >= 2, stages  # ml's stages reach the page as data, not as log text
     run.refresh_from_db()
+    assert run.stage == "done" and "[head]" in run.log
     new = run.result_version
     assert new is not None and not new.is_active and new.architecture == "vgg16"
     assert ModelVersion.objects.get(version="v1").is_active  # the active version is unchanged

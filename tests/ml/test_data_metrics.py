@@ -101,19 +101,23 @@ def test_threshold_and_bootstrap():
     assert s["accuracy"]["mean"] == pytest.approx(m["accuracy"]) and s["accuracy"]["sd"] == 0
 
 
-def test_augmentation_views_deterministic_per_image(make_brain):
+def test_augmentation_views_cover_every_orientation_and_are_deterministic_per_image(make_brain):
     from ml.augment import augment_views, view_of
     from ml.prepare import prepare_image
 
     arrs = np.stack([prepare_image(make_brain(tumor=i % 2 == 0, seed=i), 48) for i in range(3)])
     keys = ["a" * 64, "b" * 64, "c" * 64]
-    v = augment_views(arrs, 4, seed=0, keys=keys)
-    assert len(v) == 4 and all(x.shape == arrs.shape and x.dtype == np.uint8 for x in v)
+    v = augment_views(arrs, 10, seed=0, keys=keys)
+    assert len(v) == 10 and all(x.shape == arrs.shape and x.dtype == np.uint8 for x in v)
     assert np.array_equal(v[0], arrs) and np.array_equal(v[1], arrs[:, :, ::-1])
-    assert not np.array_equal(v[2], arrs) and not np.array_equal(v[2], v[3])
+    assert np.array_equal(v[2], np.rot90(arrs, 1, axes=(1, 2))) and np.array_equal(v[3], arrs[:, ::-1, ::-1])
+    assert np.array_equal(v[4], np.rot90(arrs, 3, axes=(1, 2)))
+    orientations = {v[k][0].tobytes() for k in range(8)}
+    assert len(orientations) == 8  # the eight orientations, all different
+    assert not np.array_equal(v[8], v[9]) and all(v[8][0].tobytes() != o for o in orientations)
     # same image + key -> same view, whatever else is in the batch (so features can be cached)
-    again = augment_views(arrs[1:2], 4, seed=0, keys=keys[1:2])
-    assert np.array_equal(again[2][0], v[2][1]) and np.array_equal(view_of(arrs[1], 3, 0, keys[1]), v[3][1])
+    again = augment_views(arrs[1:2], 10, seed=0, keys=keys[1:2])
+    assert np.array_equal(again[8][0], v[8][1]) and np.array_equal(view_of(arrs[1], 9, 0, keys[1]), v[9][1])
 
 
 def test_feature_cache_round_trip(tmp_path):

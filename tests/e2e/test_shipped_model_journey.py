@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.worker]
 SHIPPED = json.loads((SHIPPED_DIR / "vgg16" / "ship.json").read_text())["name"]
 RESULT = re.compile(r"^(Tumor|No tumor)\s+P\(tumor\) = [01]\.\d{3} — the model's estimated probability of a tumor")
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", "/tmp"))
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "brain-mri-navoneel"
 
 
 @pytest.fixture
@@ -46,27 +47,32 @@ def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_
     page.fill('input[name="password"]', PASSWORD)
     page.click('button[type="submit"]')
     page.goto(f"/cases/{case.pk}/")
-    images = [{"name": f"slice-{i}.png", "mimeType": "image/png",
-               "buffer": make_image_bytes(size=(96, 96), seed=40 + i, fmt="PNG")} for i in range(3)]
+    # Three brain MRI slices of the public set the model learned from (in distribution), and a
+    # picture of noise, which no scanner makes: the gate must not give it a label.
+    mris = [SHARED / "yes" / "Y1.jpg", SHARED / "no" / "1 no.jpeg", SHARED / "yes" / "Y10.jpg"]
+    images = [{"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()} for path in mris]
+    images.append({"name": "noise.png", "mimeType": "image/png",
+                   "buffer": make_image_bytes(size=(128, 128), seed=40, fmt="PNG")})
     page.set_input_files('input[type="file"][name="files"]', images)
     page.click("#upload-button")
-    expect(page.locator("#batch-counts")).to_contain_text("3 accepted")
+    expect(page.locator("#batch-counts")).to_contain_text("4 accepted")
     page.wait_for_function("() => document.getElementById('jobs').dataset.finished === 'true'", timeout=240_000)
     page.wait_for_load_state("load")
     expect(page.locator(".job .job-status")).to_have_text(["Succeeded"], timeout=30_000)
 
     cells = page.locator("#results td.cell")
-    expect(cells).to_have_count(3)
-    for text in cells.all_inner_texts():
+    expect(cells).to_have_count(4)
+    texts = cells.all_inner_texts()
+    for text in texts[:3]:
         assert RESULT.search(text), text
     assert f"VGG16 {SHIPPED}" in page.locator("#results thead").inner_text()
-    stored = list(Prediction.objects.filter(scan__case=case))
-    assert len(stored) == 3 and all(p.label in ("tumor", "no_tumor") and p.assessed for p in stored)
-
-    # A result the model did not assess (what the OOD gate stores) shows the words, no label.
-    gated = stored[0]
-    Prediction.objects.filter(pk=gated.pk).update(assessed=False, label="", ood_score=31.0)
-    page.reload()
+    stored = {p.scan.original_name: p for p in Prediction.objects.filter(scan__case=case).select_related("scan")}
+    assert len(stored) == 4
+    assert all(stored[path.name].label in ("tumor", "no_tumor") and stored[path.name].assessed for path in mris)
+    # The out-of-distribution gate, through the real worker: the noise gets no label.
+    noise = stored["noise.png"]
+    assert (noise.assessed, noise.label) == (False, "") and noise.probability is not None
+    assert noise.ood_score > json.loads((SHIPPED_DIR / "vgg16" / "ship.json").read_text())["metadata"]["ood"]["threshold"]
     not_assessed = page.locator("#results td.cell .not-assessed")
     expect(not_assessed).to_have_count(1)
     expect(not_assessed).to_have_text(

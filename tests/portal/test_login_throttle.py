@@ -96,7 +96,9 @@ def test_a_successful_login_does_not_clear_other_accounts_failures_from_that_add
 
 
 def _compose_environment(service):
-    env = {"SECRET_KEY": "x", "ALLOWED_HOSTS": "neuroai.example.org", "POSTGRES_PASSWORD": "x", "PATH": "/usr/bin:/bin"}
+    from tests.portal.test_docker_compose import COMPOSE_ENV
+
+    env = {**COMPOSE_ENV, "ALLOWED_HOSTS": "neuroai.example.org"}
     result = subprocess.run(
         ["docker-compose", "-f", str(BASE_DIR / "docker-compose.yml"), "config"],
         env=env, capture_output=True, text=True, timeout=60,

@@ -26,6 +26,8 @@ from django.conf import settings
 from django.core.files import File
 from django.core.files.storage import storages
 
+from ml.weights import file_sha256  # the one SHA-256 helper (classifier.registry uses it too)
+
 LOCK_TIMEOUT_SECONDS = 600  # a model download on a slow link; then the task fails and retries
 
 
@@ -46,12 +48,6 @@ def is_remote():
     return False
 
 
-def file_sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def manifest(folder):

@@ -4,7 +4,6 @@ Model versions are global: one registry serves every clinic, so only superusers 
 activate or train them (the admin pages and the management command).
 """
 
-import hashlib
 import re
 import shutil
 import tempfile
@@ -31,14 +30,6 @@ class RegistryError(Exception):
 
 class ActivationRefused(RegistryError):
     """The version is below the activation floors and no permitted override was given."""
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_metadata(path):
@@ -95,7 +86,7 @@ def import_artifact(path, user=None, activate=False, version=None, request=None,
         shutil.copytree(source, copied, symlinks=False)
         checked = _read_metadata(copied)
         checked.pop("path", None)
-        model_sha256 = _sha256(copied / checked["model_file"])
+        model_sha256 = artifact_store.file_sha256(copied / checked["model_file"])
         if remote:
             try:
                 files = artifact_store.upload(copied, relative.as_posix())

@@ -1,6 +1,7 @@
 """The model card page: any logged-in clinic member can read any version's card (results link
 to it); it is rendered from the version's metadata, says plainly that the backbone is not
-ImageNet, shows "not recorded" for what the metadata lacks, and serves the artifact's plots."""
+ImageNet, shows the grouped-CV, calibration, robustness and OOD figures the metadata holds, and
+serves the artifact's plots."""
 
 import json
 import shutil
@@ -41,9 +42,10 @@ def test_any_clinic_member_reads_the_card(shipped_like, client_for, alice, mallo
     assert "HED-derived VGG16" in page and "The backbone is not ImageNet-trained" in page
     assert "Second opinion on axial brain MRI slices" in page and "Not for diagnosis" in page
     assert "Trained on 253 images from one public source; expect lower accuracy on other scanners and sequences." in page
-    assert "Grouped cross-validation: not recorded." in page  # older metadata: no CV block
-    assert "Out-of-distribution gate: not recorded." in page
-    assert "ROC AUC" in page and "0.881" in page  # its validation figures
+    # The shipped head's own figures (older metadata's "not recorded" is tested in tests/ml/test_card.py).
+    assert "Performance (grouped cross-validation)" in page and "0.854" in page and "0.925" in page
+    assert "Expected calibration error" in page and "Robustness" in page
+    assert "Out-of-distribution gate" in page and "98.4 %" in page
     assert "&#x27;id&#x27;" not in page and "('id'," not in page  # sections render as text, never as reprs
 
 

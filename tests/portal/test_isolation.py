@@ -31,25 +31,31 @@ class Route:
     kwargs: dict  # keyword -> converter
 
 
-def id_routes():
-    """Every named URL pattern (outside the admin) with at least one converter."""
+def named_routes(excluded_prefixes):
+    """Every named URL pattern whose route does not start with one of ``excluded_prefixes``;
+    a pattern that takes an id must have a name (or no test could reach it)."""
     found = []
 
     def walk(patterns, prefix, namespaces, converters):
         for entry in patterns:
             route = prefix + str(entry.pattern)
-            if route.startswith(EXCLUDED_PREFIXES):
+            if route.startswith(excluded_prefixes):
                 continue
             merged = {**converters, **getattr(entry.pattern, "converters", {})}
             if isinstance(entry, URLResolver):
                 ns = namespaces + ([entry.namespace] if entry.namespace else [])
                 walk(entry.url_patterns, route, ns, merged)
-            elif isinstance(entry, URLPattern) and merged:
+            elif isinstance(entry, URLPattern) and (entry.name or merged):
                 assert entry.name, f"URL {route!r} takes {sorted(merged)} but has no name"
                 found.append(Route(":".join([*namespaces, entry.name]), merged))
 
     walk(get_resolver().url_patterns, "", [], {})
     return found
+
+
+def id_routes():
+    """Every named URL pattern (outside the admin) with at least one converter."""
+    return [route for route in named_routes(EXCLUDED_PREFIXES) if route.kwargs]
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from django.conf import settings
-from django.urls import URLPattern, URLResolver, get_resolver, reverse
+from django.urls import reverse
 
 from tests.portal.test_isolation import clinic_a_objects, url_for  # noqa: F401  (fixture)
 
@@ -19,24 +19,9 @@ EXCLUDED_PREFIXES = ("admin/", "healthz", "accounts/password/reset/")
 
 
 def all_routes():
-    from tests.portal.test_isolation import Route
+    from tests.portal.test_isolation import named_routes
 
-    found = []
-
-    def walk(patterns, prefix, namespaces, converters):
-        for entry in patterns:
-            route = prefix + str(entry.pattern)
-            if route.startswith(EXCLUDED_PREFIXES):
-                continue
-            merged = {**converters, **getattr(entry.pattern, "converters", {})}
-            if isinstance(entry, URLResolver):
-                ns = namespaces + ([entry.namespace] if entry.namespace else [])
-                walk(entry.url_patterns, route, ns, merged)
-            elif isinstance(entry, URLPattern) and entry.name:
-                found.append(Route(":".join([*namespaces, entry.name]), merged))
-
-    walk(get_resolver().url_patterns, "", [], {})
-    return found
+    return named_routes(EXCLUDED_PREFIXES)
 
 
 def _directives(response):

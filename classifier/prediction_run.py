@@ -283,7 +283,7 @@ def _save(chunk, scans, results):
             attempts = Prediction.objects.filter(scan=scan, model_version=version)
             if attempts.filter(error="").exists():
                 continue  # a result exists (another run stored it first)
-            if result.error or result.probability is None:
+            if result.error or (result.probability is None and result.assessed):
                 if not attempts.filter(round=job.round).exists():
                     Prediction.objects.create(
                         scan=scan, model_version=version, job=job, round=job.round,
@@ -296,8 +296,9 @@ def _save(chunk, scans, results):
                 defaults={
                     "job": job, "round": job.round, "probability": result.probability,
                     "label": result.label or "", "threshold": version.threshold,
-                    "ood_score": getattr(result, "ood_score", None),
-                    "assessed": getattr(result, "assessed", True),
+                    "ood_score": result.ood_score,
+                    "assessed": result.assessed,
+                    "not_assessed_reason": (result.reason or "")[:300],
                 },
             )
         PredictionChunk.objects.filter(pk=chunk.pk).update(in_flight=[])

@@ -80,7 +80,7 @@ def _cmd_train(args) -> int:
 
     cfg = TrainConfig(arch=args.arch, weights=args.weights, input_size=args.input_size, crop=not args.no_crop,
                       intensity=args.intensity, c_choice=args.head_c, seed=args.seed, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
-                      views=args.views, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
+                      views=args.views, tta=_tta(args), head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
                       batch_size=args.batch_size, dropout=args.dropout, l2=args.l2,
                       feature_layers=_layers(args.feature_layers), pooling=args.pooling,
                       head_optimizer=args.head_optimizer, fine_tune_epochs=args.fine_tune_epochs, fine_tune_blocks=args.fine_tune_blocks,
@@ -135,6 +135,7 @@ def _cmd_cv(args) -> int:
 
     rep = cross_validate(args.data, arch=args.arch, weights=args.weights, folds=args.folds, seed=args.seed,
                          repeats=args.repeats, input_size=args.input_size, crop=not args.no_crop, views=args.views,
+                         tta=_tta(args),
                          intensity=args.intensity, c_choice=args.head_c,
                          feature_layers=_layers(args.feature_layers), pooling=args.pooling,
                          head_optimizer=args.head_optimizer, dropout=args.dropout,
@@ -160,6 +161,12 @@ def _cmd_cv(args) -> int:
     return 0
 
 
+def _tta(args) -> tuple:
+    from .tta import TTA_ORIENTATIONS
+
+    return () if args.no_tta else TTA_ORIENTATIONS
+
+
 def _common_model_args(p, *, train: bool):
     p.add_argument("--data", required=True, help="folder with yes/ and no/, or a CSV of path,label")
     p.add_argument("--arch", choices=["vgg16", "resnet50"], default="vgg16")
@@ -175,6 +182,8 @@ def _common_model_args(p, *, train: bool):
                    help="augmentation views per training image: 1 = none, 2-8 = + mirror and rotations by 90/180/270 "
                         "(and their mirrors), more = + random views (small rotation, contrast, gamma, blur, noise, "
                         "rescaling, JPEG q30-95); default 10")
+    p.add_argument("--no-tta", action="store_true",
+                   help="score each image once as it arrived (default: average its four rotations, ml.tta)")
     p.add_argument("--epochs", type=int, default=300, help="phase-one (head) epochs at most")
     p.add_argument("--lr", type=float, default=1e-3, help="phase-one learning rate")
     p.add_argument("--patience", type=int, default=40, help="early-stopping patience (epochs, validation AUC)")

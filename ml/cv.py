@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tta import TTA_ORIENTATIONS
+
 __all__ = ["cross_validate", "trusted_cv", "card_metrics"]
 
 CV_KEYS = {"accuracy": "accuracy", "auc": "roc_auc", "sensitivity": "sensitivity", "specificity": "specificity",
@@ -27,10 +29,12 @@ CV_KEYS = {"accuracy": "accuracy", "auc": "roc_auc", "sensitivity": "sensitivity
 
 def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0, inner_folds: int = 5,
                threshold_method: str = "balanced", F_changes: dict | None = None, ood_keep: float | None = None,
-               n_boot: int = 2000, progress=None) -> dict:
+               n_boot: int = 2000, tta=None, progress=None) -> dict:
     """Grouped K-fold x ``repeats`` of the trusted head on cached features.
 
-    ``F``: (views, n, d); ``F_changes``: {change name: (n, d) features of the changed images}."""
+    ``F``: (views, n, d); ``F_changes``: {change name: features of the changed images, (n, d), or
+    (k, n, d) in each ``tta`` orientation}. With ``tta`` (orientations, :mod:`ml.tta`) test images
+    are scored as the engine scores them: the mean over those views."""
     from .data import grouped_kfold
     from .metrics import binary_metrics, bootstrap_ci, summarise_folds
     from .trust import DEFAULT_OOD_KEEP, fit_trusted_head, score_trusted
@@ -47,8 +51,8 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
             hcfg.seed = rs * 100 + k
             th = fit_trusted_head(F[:, tr], y[tr], g[tr], hcfg, inner_folds=inner_folds,
                                   threshold_method=threshold_method, seed=rs + 100 + k,
-                                  ood_keep=ood_keep or DEFAULT_OOD_KEEP)
-            s = score_trusted(th, F[0][te])
+                                  ood_keep=ood_keep or DEFAULT_OOD_KEEP, tta=tta)
+            s = score_trusted(th, F[list(tta)][:, te] if tta else F[0][te])
             m = binary_metrics(y[te], s["p"], th.threshold)
             m["best_C"] = th.info["best_C"]
             m["uncalibrated"] = {k2: binary_metrics(y[te], s["p_raw"], th.raw_threshold)[k2] for k2 in ("brier", "ece")}
@@ -57,7 +61,7 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
             ood_kept += int(s["assessed"].sum())
             ood_n += len(te)
             for c, Fc in F_changes.items():
-                sc = score_trusted(th, Fc[te])
+                sc = score_trusted(th, Fc[:, te] if Fc.ndim == 3 else Fc[te])
                 mc = binary_metrics(y[te], sc["p"], th.threshold)
                 changes[c]["accuracy"].append(mc["accuracy"])
                 changes[c]["roc_auc"].append(mc["roc_auc"])
@@ -123,73 +127,93 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
                    validation: str = "cv", inner_folds: int = 5, robustness: bool = False,
                    fine_tune_epochs: int = 0, fine_tune_blocks: int = 1, fine_tune_lr: float = 1e-5,
                    threads: int | None = None, cache_dir=None, out=None, n_boot: int = 2000,
-                   progress=None) -> dict:
+                   tta=TTA_ORIENTATIONS, progress=None) -> dict:
+    """Grouped K-fold CV of the training recipe on ``data``; the report (and, with ``out``, cv.json
+    and ROC / confusion plots). ``tta``: orientations averaged when scoring (``()``: none)."""
     from .features import Progress
+    from .head import HeadConfig
     from .tfutil import configure_threads
 
     progress = progress or Progress()
     configure_threads(threads, 1 if threads else None)
-    from .builders import build_classifier, feature_model
-    from .data import load_dataset
-    from .features import FeatureCache, feature_key, load_arrays, view_features
-    from .head import HeadConfig
-    from .train import backbone_label
-    from .weights import describe_weights
-
+    tta = tuple(tta or ()) if tta and views > max(tta) else ()  # the rotations must be cached views
     t0 = time.monotonic()
-    ds = load_dataset(data)
-    summary = ds.summary()
-    progress(f"{summary['files']} files, {summary['groups']} duplicate groups; {folds}-fold grouped CV x {repeats}")
-    arrays, keep = load_arrays(ds, input_size, crop, progress, "none")
-    y = ds.labels[keep]
-    g = ds.groups[keep]
-    wdesc = describe_weights(arch, weights)
-    label = backbone_label(arch, weights)
-
-    def build():
-        return build_classifier(arch, weights, input_size, dropout, feature_layers=feature_layers,
-                                pooling=pooling, l2=l2, seed=seed)
-
-    model = build()
-    shas = [ds.samples[i].sha256 for i in keep]
-    fkey = feature_key(arch=arch, w=wdesc, size=input_size, crop=crop, intensity=intensity, seed=seed, layers=feature_layers,
-                       pooling=pooling)
-    cache = FeatureCache(cache_dir, fkey)
-    fmodel = feature_model(model)
-    F = view_features(fmodel, arrays, shas, views, seed, cache, progress, intensity=intensity)
+    fx = _cv_features(data, arch=arch, weights=weights, seed=seed, input_size=input_size, crop=crop, views=views,
+                      intensity=intensity, feature_layers=feature_layers, pooling=pooling, dropout=dropout, l2=l2,
+                      cache_dir=cache_dir, progress=progress)
+    progress(f"{folds}-fold grouped CV x {repeats}")
     hcfg = HeadConfig(epochs=head_epochs, lr=head_lr, dropout=dropout, l2=l2, patience=head_patience, seed=seed,
                       optimizer=head_optimizer, c_choice=c_choice)
-    settings = {"data": str(data), "dataset": summary, "architecture": arch, "backbone": label, "weights": wdesc,
-                "input_size": input_size, "crop": crop, "intensity": intensity, "views": views, "c_choice": c_choice,
-                "feature_layers": feature_layers, "pooling": pooling, "head_optimizer": head_optimizer,
-                "dropout": dropout, "l2": l2, "threshold_method": threshold_method, "fine_tune_epochs": fine_tune_epochs,
-                "validation": validation if fine_tune_epochs == 0 else "holdout", "inner_folds": inner_folds}
+    settings = {"data": str(data), "dataset": fx["summary"], "architecture": arch, "backbone": fx["label"],
+                "weights": fx["weights"], "input_size": input_size, "crop": crop, "intensity": intensity, "views": views,
+                "c_choice": c_choice, "feature_layers": feature_layers, "pooling": pooling,
+                "head_optimizer": head_optimizer, "dropout": dropout, "l2": l2, "threshold_method": threshold_method,
+                "fine_tune_epochs": fine_tune_epochs,
+                "validation": validation if fine_tune_epochs == 0 else "holdout", "inner_folds": inner_folds,
+                "tta": list(tta or ())}
+    y, g, F = fx["labels"], fx["groups"], fx["features"]
     if validation == "cv" and fine_tune_epochs == 0:
-        from .robustness import change_features
+        F_changes = {}
+        if robustness:
+            from .robustness import change_features
 
-        F_changes = change_features(fmodel, ds, keep, input_size, crop, intensity, cache, progress) if robustness else {}
+            F_changes = change_features(fx["fmodel"], fx["ds"], fx["keep"], input_size, crop, intensity, fx["cache"],
+                                        progress, orientations=tta or None)
         rep = trusted_cv(F, y, g, hcfg, folds=folds, repeats=repeats, seed=seed, inner_folds=inner_folds,
-                         threshold_method=threshold_method, F_changes=F_changes, n_boot=n_boot, progress=progress)
+                         threshold_method=threshold_method, F_changes=F_changes, n_boot=n_boot, tta=tta or None,
+                         progress=progress)
         oof_p = rep["first_repeat"].pop("oof_p")
     else:
         from .features import finish_intensity
 
-        rep, oof_p = _holdout_cv(F, finish_intensity(arrays, intensity), y, g, shas, build, hcfg, folds=folds,
-                                 repeats=repeats, seed=seed, views=views, arch=arch, intensity=intensity,
+        rep, oof_p = _holdout_cv(F, finish_intensity(fx["arrays"], intensity), y, g, fx["shas"], fx["build"], hcfg,
+                                 folds=folds, repeats=repeats, seed=seed, views=views, arch=arch, intensity=intensity,
                                  inner_val_fraction=inner_val_fraction, threshold_method=threshold_method,
                                  fine_tune_epochs=fine_tune_epochs, fine_tune_blocks=fine_tune_blocks,
                                  fine_tune_lr=fine_tune_lr, n_boot=n_boot, progress=progress)
     report = {**settings, **rep, "seconds": round(time.monotonic() - t0, 1)}
     if out:
-        from .plots import confusion_png, roc_png
-
-        o = Path(out)
-        o.mkdir(parents=True, exist_ok=True)
-        (o / "cv.json").write_text(json.dumps(report, indent=1, default=float))
-        roc_png(y, oof_p, o / "cv_roc.png", title=f"{folds}-fold grouped CV (out-of-fold): {arch}")
-        confusion_png(rep["first_repeat"]["pooled_out_of_fold"]["confusion"], o / "cv_confusion.png",
-                      title="CV out-of-fold confusion")
+        _write_report(Path(out), report, y, oof_p, title=f"{folds}-fold grouped CV (out-of-fold): {arch}")
     return report
+
+
+def _cv_features(data, *, arch, weights, seed, input_size, crop, views, intensity, feature_layers, pooling, dropout,
+                 l2, cache_dir, progress) -> dict:
+    """The data set decoded once and the frozen backbone's features of every image and view (cached)."""
+    from .builders import build_classifier, feature_model
+    from .data import load_dataset
+    from .features import FeatureCache, feature_key, load_arrays, view_features
+    from .train import backbone_label
+    from .weights import describe_weights
+
+    ds = load_dataset(data)
+    summary = ds.summary()
+    progress(f"{summary['files']} files, {summary['groups']} duplicate groups")
+    arrays, keep = load_arrays(ds, input_size, crop, progress, "none")
+    wdesc = describe_weights(arch, weights)
+
+    def build():
+        return build_classifier(arch, weights, input_size, dropout, feature_layers=feature_layers,
+                                pooling=pooling, l2=l2, seed=seed)
+
+    shas = [ds.samples[i].sha256 for i in keep]
+    cache = FeatureCache(cache_dir, feature_key(arch=arch, w=wdesc, size=input_size, crop=crop, intensity=intensity,
+                                                seed=seed, layers=feature_layers, pooling=pooling))
+    fmodel = feature_model(build())
+    features = view_features(fmodel, arrays, shas, views, seed, cache, progress, intensity=intensity)
+    return {"ds": ds, "summary": summary, "arrays": arrays, "keep": keep, "labels": ds.labels[keep],
+            "groups": ds.groups[keep], "shas": shas, "cache": cache, "fmodel": fmodel, "build": build,
+            "features": features, "weights": wdesc, "label": backbone_label(arch, weights)}
+
+
+def _write_report(out: Path, report: dict, y, oof_p, *, title: str) -> None:
+    from .plots import confusion_png, roc_png
+
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cv.json").write_text(json.dumps(report, indent=1, default=float))
+    roc_png(y, oof_p, out / "cv_roc.png", title=title)
+    confusion_png(report["first_repeat"]["pooled_out_of_fold"]["confusion"], out / "cv_confusion.png",
+                  title="CV out-of-fold confusion")
 
 
 def _holdout_cv(F, arrays, y, g, shas, build, hcfg, *, folds, repeats, seed, views, arch, intensity,

@@ -9,6 +9,8 @@ A bad image yields ``ImagePrediction(None, None, error="reason")`` and never fai
 Artifacts with a ``calibration`` entry return calibrated probabilities (the stored threshold
 is on that scale); artifacts with an OOD gate (``ood.npz``) score every image and return
 ``assessed=False, label=None`` (probability kept, for reviewers) beyond its threshold.
+Artifacts with a ``tta`` entry (:mod:`ml.tta`) score each image in the listed orientations and
+give P(tumor) of their mean features (the OOD gate scores the image as it arrived).
 The forward pass is a ``tf.function`` traced once per artifact for a variable batch size
 (``model.predict`` has per-call overhead); the Keras model itself is the reference runtime.
 """
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .intake import ImageRejected, IntakeLimits, decode_image
+from .intake import ImageImplausible, ImageRejected, IntakeLimits, decode_image
 from .prepare import intensity_of
 
 __all__ = ["InferenceEngine", "LoadedModel", "ImagePrediction", "bf16_clone", "resolve_runtime"]
@@ -36,6 +38,7 @@ class ImagePrediction:
     error: str | None = None
     ood_score: float | None = None  # distance from the training images (None: artifact has no OOD gate)
     assessed: bool = True  # False: the image does not look like the training images; no label given
+    reason: str | None = None  # why not assessed when the plausibility checks said so (no probability then)
 
     @property
     def ok(self) -> bool:
@@ -117,11 +120,18 @@ class LoadedModel:
 
             self.ood = OodModel.load(Path(metadata["path"]) / metadata["ood"]["file"])
             self.ood.threshold = float(metadata["ood"]["threshold"])
+        self.tta: tuple[int, ...] = tuple(int(k) for k in (metadata.get("tta") or {}).get("orientations", ()))
+        self._head = None
         s = self.input_size
-        if self.ood is not None:  # one pass gives the pooled features (for the gate) and P(tumor)
+        if self.ood is not None or self.tta:  # one pass gives the pooled features and P(tumor)
             import keras
 
             serving = keras.Model(serving.inputs, [serving.get_layer("standardize").input, serving.outputs[0]])
+        if self.tta:  # the float32 head, applied to the mean features of the orientations
+            from .builders import copy_head, feature_dim, head_model
+
+            self._head = head_model(feature_dim(model))
+            copy_head(model, self._head)
         self._serving_model = serving
         self._forward = tf.function(
             lambda x: tf.nest.map_structure(lambda t: tf.cast(t, tf.float32), serving(x, training=False)),
@@ -141,12 +151,24 @@ class LoadedModel:
         if batch.ndim != 4 or batch.shape[1:] != (self.input_size, self.input_size, 3):
             raise ValueError(f"expected (n, {self.input_size}, {self.input_size}, 3), got {batch.shape}")
         probs, dists = [], []
-        for i in range(0, len(batch), max(1, int(batch_size))):
-            out = self._forward(batch[i:i + batch_size])
+        step = max(1, int(batch_size) // max(1, len(self.tta)))
+        for i in range(0, len(batch), step):
+            chunk = batch[i:i + step]
+            if self.tta:
+                from .tta import orbit
+
+                feats, _ = self._forward(orbit(chunk, self.tta))
+                feats = feats.numpy().reshape(len(self.tta), len(chunk), -1)
+                out = self._head(feats.mean(axis=0), training=False)
+                feats = feats[0]  # the gate scores the image as it arrived
+            else:
+                out = self._forward(chunk)
+                if self.ood is not None:
+                    feats, out = out
+                    feats = feats.numpy()
             if self.ood is not None:
-                feats, out = out
-                dists.append(self.ood.score(feats.numpy()))
-            probs.append(out.numpy().reshape(-1))
+                dists.append(self.ood.score(feats))
+            probs.append(np.asarray(out).reshape(-1))
         p = np.concatenate(probs) if probs else np.zeros((0,), np.float32)
         p = apply_calibration(p, self.calibration) if self.calibration else p
         if self.ood is None:
@@ -172,6 +194,8 @@ class LoadedModel:
             try:
                 arrays.append(self.prepare(data))
                 index.append(i)
+            except ImageImplausible as exc:  # readable, but not a brain scan: no verdict, and no failure
+                results[i] = ImagePrediction(None, None, None, assessed=False, reason=str(exc))
             except ImageRejected as exc:
                 results[i] = ImagePrediction(None, None, str(exc))
             except Exception as exc:  # never fail the batch for one image

@@ -191,7 +191,7 @@ def _fit_head_lbfgs(F_train, y_train, F_val, y_val, cfg: HeadConfig, progress=No
 
 
 def fit_head_crossval(F_views, y, groups, cfg: HeadConfig | None = None, *, inner_folds: int = 5,
-                      threshold_method: str = "youden", seed: int = 0, progress=None):
+                      threshold_method: str = "youden", seed: int = 0, tta=None, progress=None):
     """Phase one with validation by inner grouped cross-validation (no images set aside).
 
     ``F_views``: (views, n, d) cached features of the training images (view 0 = identity).
@@ -201,9 +201,12 @@ def fit_head_crossval(F_views, y, groups, cfg: HeadConfig | None = None, *, inne
     out-of-fold probabilities (about 5x more validation images than a single holdout; the
     ``balanced`` rule keeps 0.5) and the head is refitted on all training images.
     Returns ``(head_model, info)``; ``info["threshold"]`` and ``info["oof_p"]`` hold the choice.
+    ``tta``: orientations (view indices, :mod:`ml.tta`) whose mean features score the held-out
+    images, as the engine scores an upload; None scores the identity view.
     """
     from .data import grouped_kfold
     from .metrics import binary_metrics, choose_threshold
+    from .tta import tta_features
 
     cfg = cfg or HeadConfig()
     F_views = np.asarray(F_views)
@@ -218,8 +221,9 @@ def fit_head_crossval(F_views, y, groups, cfg: HeadConfig | None = None, *, inne
         sub = HeadConfig(**{**cfg.as_dict(), "Cs": cfg.Cs if C == "bag" else (C,), "optimizer": "lbfgs"})
         for tr, va in folds:
             Ftr = F_views[:, tr].reshape(-1, F_views.shape[2])
-            head, _ = _fit_head_lbfgs(Ftr, np.tile(y[tr], V), F_views[0, va], y[va], sub)
-            oof[va] = _predict(head, F_views[0, va])
+            F_va = tta_features(F_views, va, tta)
+            head, _ = _fit_head_lbfgs(Ftr, np.tile(y[tr], V), F_va, y[va], sub)
+            oof[va] = _predict(head, F_va)
         auc = binary_metrics(y, oof)["roc_auc"]
         path.append({"C": C, "oof_auc": auc})
         if progress:
@@ -229,7 +233,8 @@ def fit_head_crossval(F_views, y, groups, cfg: HeadConfig | None = None, *, inne
     auc, C, oof = best
     threshold = choose_threshold(y, oof, threshold_method)
     final = HeadConfig(**{**cfg.as_dict(), "Cs": cfg.Cs if C == "bag" else (C,), "optimizer": "lbfgs"})
-    head, info = _fit_head_lbfgs(F_views.reshape(-1, F_views.shape[2]), np.tile(y, V), F_views[0], y, final)
+    head, info = _fit_head_lbfgs(F_views.reshape(-1, F_views.shape[2]), np.tile(y, V), tta_features(F_views, None, tta),
+                                 y, final)
     info.update({"validation": f"inner {inner_folds}-fold grouped CV", "best_C": C, "best_val_auc": float(auc),
                  "path": path, "threshold": threshold, "threshold_method": threshold_method, "oof_p": oof})
     return head, info

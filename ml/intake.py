@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "decode_image", "sniff_format", "working_bytes"]
+__all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "ImageImplausible", "decode_image", "sniff_format", "working_bytes"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -47,6 +47,12 @@ class ImageRejected(Exception):
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.reason
+
+
+class ImageImplausible(ImageRejected):
+    """The file is a readable image, but not plausibly a brain MRI slice: too small, too long and
+    thin, blank, or almost one shade. The portal refuses it at upload; where such an image still
+    reaches the model (the worker checks again), the result is "not assessed", not a failure."""
 
 
 @dataclass(frozen=True)
@@ -100,12 +106,12 @@ def _check_shape(width: int, height: int, mode: str, data_bytes: int, limits: In
     long, short = max(width, height), min(width, height)
     if limits.max_aspect is not None and long > limits.max_aspect * short:
         ratio = long / short
-        raise ImageRejected(
+        raise ImageImplausible(
             f"image is {width} × {height} pixels: its longer side is {ratio:.{1 if ratio < 10 else 0}f} "
             f"times its shorter side, a brain scan's at most {limits.max_aspect:g} times"
         )
     if limits.min_side is not None and short < limits.min_side:
-        raise ImageRejected(
+        raise ImageImplausible(
             f"image is {width} × {height} pixels, too small to hold a brain scan; "
             f"each side needs at least {limits.min_side} pixels"
         )
@@ -135,12 +141,12 @@ def _check_content(image: Image.Image) -> None:
     if float(grey.std()) < _MIN_SPREAD:
         mean = float(grey.mean())
         what = "all black" if mean < 16 else "all white" if mean > 239 else "one uniform shade"
-        raise ImageRejected(f"image is blank ({what}); there is no scan in it")
+        raise ImageImplausible(f"image is blank ({what}); there is no scan in it")
     counts = np.bincount(grey.astype(np.uint8).ravel(), minlength=256)
     dominant = int(counts.argmax())
     away = float((np.abs(grey - dominant) > _SHADE_TOLERANCE).mean())
     if away < _MIN_STRUCTURE:
-        raise ImageRejected(
+        raise ImageImplausible(
             f"image is almost entirely one shade ({away:.1%} of it differs); "
             "too little structure for a brain scan"
         )

@@ -51,11 +51,13 @@ def apply_change(name: str, img: Image.Image) -> Image.Image:
 
 
 def change_features(fmodel, ds, indices, input_size: int, crop: bool, intensity: str, cache=None,
-                    progress=None) -> dict:
-    """{change: (n, d) pooled features of the images ``ds.samples[indices]`` with that change},
-    cached per image and change."""
+                    progress=None, orientations=None) -> dict:
+    """{change: pooled features of the images ``ds.samples[indices]`` with that change}, cached per
+    image, change and orientation: (n, d), or (k, n, d) with ``orientations`` (the engine's
+    test-time views of the changed image, :mod:`ml.tta`)."""
     import numpy as np
 
+    from .augment import dihedral
     from .features import run_model
     from .intake import decode_image
     from .prepare import prepare_image
@@ -63,19 +65,25 @@ def change_features(fmodel, ds, indices, input_size: int, crop: bool, intensity:
     shas = [ds.samples[i].sha256 for i in indices]
     out = {}
     for n, name in enumerate(CHANGES):
-        key = f"change-{name}"
-        got = [cache.get(s, key) if cache else None for s in shas]
-        if any(v is None for v in got):
-            arrays = np.stack([prepare_image(CHANGES[name](decode_image(ds.samples[i].path.read_bytes()).image),
-                                             input_size, crop, intensity) for i in indices])
-            got = list(run_model(fmodel, arrays, progress=progress, what=f"features, change {name}"))
-            if cache:
-                for s, f in zip(shas, got):
-                    cache.put(s, key, f)
-                cache.save()
-        elif progress:
-            progress(f"features, change {name}: {len(shas)} images from cache")
-        out[name] = np.stack(got)
+        prepared = None
+        per_view = []
+        for o in (orientations or (0,)):
+            key = f"change-{name}" + (f"-o{o}" if o else "")
+            got = [cache.get(s, key) if cache else None for s in shas]
+            if any(v is None for v in got):
+                if prepared is None:
+                    prepared = [prepare_image(CHANGES[name](decode_image(ds.samples[i].path.read_bytes()).image),
+                                              input_size, crop, intensity) for i in indices]
+                arrays = np.stack([dihedral(a, o) for a in prepared])
+                got = list(run_model(fmodel, arrays, progress=progress, what=f"features, change {name}, view {o}"))
+                if cache:
+                    for s, f in zip(shas, got):
+                        cache.put(s, key, f)
+                    cache.save()
+            elif progress:
+                progress(f"features, change {name}, view {o}: {len(shas)} images from cache")
+            per_view.append(np.stack(got))
+        out[name] = np.stack(per_view) if orientations else per_view[0]
         if hasattr(progress, "part"):
             progress.part(n + 1, len(CHANGES))
     return out

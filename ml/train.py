@@ -25,6 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .tta import TTA_ORIENTATIONS
+
 __all__ = ["TrainConfig", "train", "backbone_label", "backbone_card"]
 
 
@@ -64,6 +66,8 @@ class TrainConfig:
     ood_keep: float = 0.985  # share of held-out training images the OOD gate must keep
     ood_set: str | None = None  # folder of out-of-distribution images (bench/ml_ood.py --write) to measure the gate on
     source: str = ""  # where the training data comes from (metadata["training_data"]["source"])
+    # test-time augmentation: orientations (ml.tta) averaged when scoring; () scores the image as it is
+    tta: tuple = TTA_ORIENTATIONS
     extra: dict = field(default_factory=dict)
 
 
@@ -131,6 +135,235 @@ def _indices_split(y, g, fraction, seed):
     return grouped_holdout(y, g, fraction, seed)
 
 
+@dataclass
+class _Images:
+    """The data set, decoded and prepared once: what every step below reads."""
+    ds: object
+    summary: dict
+    raw: np.ndarray  # prepared, before the intensity step (augmentation views start here)
+    arrays: np.ndarray  # prepared, intensity applied (what the model sees)
+    keep: np.ndarray  # indices into ds.samples of the images that decoded
+    labels: np.ndarray
+    groups: np.ndarray
+    shas: list
+
+
+@dataclass
+class _Split:
+    train: np.ndarray
+    validation: np.ndarray  # empty with inner-CV validation
+    test: np.ndarray
+    inner_cv: bool
+
+
+@dataclass
+class _PhaseOne:
+    """What validation produced: the threshold, the predictions it was chosen on, the card figures."""
+    head_info: dict
+    threshold: float
+    val_labels: np.ndarray
+    val_p: np.ndarray
+    val_groups: np.ndarray
+    val_note: str
+    check: np.ndarray  # images whose probabilities the reloaded artifact must reproduce
+    check_p: np.ndarray
+    trusted: object = None  # ml.trust.TrustedHead (inner-CV path)
+    card: dict = field(default_factory=dict)
+    cv_report: dict | None = None
+    fine_tune: dict | None = None
+    tta: tuple = ()  # orientations the engine averages (ml.tta); () scores each image as it is
+
+
+def _load_images(cfg: TrainConfig, data, rep) -> _Images:
+    from .data import load_dataset
+    from .features import finish_intensity, load_arrays
+
+    rep.stage("listing", f"listing {data}")
+    ds = load_dataset(data)
+    summary = ds.summary()
+    rep(f"{summary['files']} files ({summary['tumor']} tumor, {summary['no_tumor']} no tumor), "
+        f"{summary['distinct_contents']} distinct contents, {summary['groups']} duplicate groups")
+    rep.stage("loading", "decoding and preparing the images")
+    raw, keep = load_arrays(ds, cfg.input_size, cfg.crop, rep, "none")
+    return _Images(ds, summary, raw, finish_intensity(raw, cfg.intensity), keep, ds.labels[keep], ds.groups[keep],
+                   [ds.samples[i].sha256 for i in keep])
+
+
+def _split(cfg: TrainConfig, images: _Images, rep) -> _Split:
+    """Grouped test split; then validation by inner CV (default) or a grouped validation split."""
+    y, g = images.labels, images.groups
+    rest, test = _indices_split(y, g, cfg.test_fraction, cfg.seed)
+    inner_cv = cfg.validation == "cv" and cfg.fine_tune_epochs <= 0
+    if inner_cv:
+        train_idx, val_idx = rest, np.arange(0)
+        if len(np.unique(y[train_idx])) < 2:
+            raise ValueError("data set too small: the training part needs both classes")
+        rep(f"split (grouped): train {len(train_idx)} (validated by inner {cfg.inner_folds}-fold grouped CV), "
+            f"test {len(test)} images")
+    else:
+        train_rel, val_rel = _indices_split(y[rest], g[rest], cfg.val_fraction, cfg.seed + 1)
+        train_idx, val_idx = rest[train_rel], rest[val_rel]
+        if len(val_idx) == 0 or len(np.unique(y[val_idx])) < 2 or len(np.unique(y[train_idx])) < 2:
+            raise ValueError("data set too small: the validation split needs both classes")
+        rep(f"split (grouped): train {len(train_idx)}, validation {len(val_idx)}, test {len(test)} images")
+    assert not (set(g[train_idx]) & set(g[val_idx])) and not (set(g[rest]) & set(g[test]))
+    return _Split(train_idx, val_idx, test, inner_cv)
+
+
+def _head_config(cfg: TrainConfig):
+    from .head import HeadConfig
+
+    return HeadConfig(epochs=cfg.head_epochs, lr=cfg.head_lr, batch_size=cfg.batch_size, dropout=cfg.dropout,
+                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed, optimizer=cfg.head_optimizer,
+                      c_choice=cfg.c_choice)
+
+
+def _usable_tta(cfg: TrainConfig, rep) -> tuple:
+    """The test-time orientations, when the cached training views include them (views 0-4)."""
+    tta = tuple(cfg.tta or ())
+    if tta and cfg.views <= max(tta):
+        rep(f"test-time rotations need at least {max(tta) + 1} training views (have {cfg.views}): "
+            "each image is scored as it is")
+        return ()
+    return tta
+
+
+def _card_cv(cfg: TrainConfig, images: _Images, split: _Split, fmodel, train_features, cache, tta, rep):
+    """Grouped K-fold CV of the whole recipe on the training images: the model card's figures."""
+    from .cv import card_metrics, trusted_cv
+
+    F_changes = {}
+    if cfg.robustness:
+        from .robustness import change_features
+
+        rep.stage("robustness", "backbone features of the training images under each robustness change")
+        F_changes = change_features(fmodel, images.ds, images.keep[split.train], cfg.input_size, cfg.crop,
+                                    cfg.intensity, cache, rep, orientations=tta or None)
+    rep.stage("cross-validation", f"grouped {cfg.cv_folds}-fold CV x {cfg.cv_repeats} of this recipe "
+              "(figures for the model card)")
+    report = trusted_cv(train_features, images.labels[split.train], images.groups[split.train], _head_config(cfg),
+                        folds=cfg.cv_folds, repeats=cfg.cv_repeats, seed=cfg.seed, inner_folds=cfg.inner_folds,
+                        threshold_method=cfg.threshold_method, F_changes=F_changes, ood_keep=cfg.ood_keep,
+                        n_boot=1000, tta=tta or None, progress=rep)
+    report["first_repeat"].pop("oof_p")
+    return report, card_metrics(report)
+
+
+def _phase_one_trusted(cfg: TrainConfig, images: _Images, split: _Split, model, fmodel, train_features,
+                       cache, rep) -> _PhaseOne:
+    """Inner-CV path: the trusted head (head + calibration + OOD gate) and the card's CV figures."""
+    from .builders import copy_head
+    from .features import run_model
+    from .trust import fit_trusted_head
+
+    tta = _usable_tta(cfg, rep)
+    cv_report, card = (None, {})
+    if cfg.cv_repeats > 0:
+        cv_report, card = _card_cv(cfg, images, split, fmodel, train_features, cache, tta, rep)
+    rep.stage("head", "phase 1: training the head on the frozen backbone, calibration, OOD gate")
+    y_train, g_train = images.labels[split.train], images.groups[split.train]
+    trusted = fit_trusted_head(train_features, y_train, g_train, _head_config(cfg), inner_folds=cfg.inner_folds,
+                               threshold_method=cfg.threshold_method, seed=cfg.seed, ood_keep=cfg.ood_keep,
+                               tta=tta or None, progress=rep)
+    copy_head(trusted.head, model)
+    check = split.test if len(split.test) else split.train[:32]
+    card["ood"] = {"heldout_assessed": cv_report["ood_heldout_assessed"] if cv_report else None,
+                   "ood_not_assessed": None, "threshold": trusted.ood.threshold, "keep": cfg.ood_keep}
+    if cfg.ood_set:
+        card["ood"].update(_ood_set_share(fmodel, trusted.ood, cfg.ood_set, cfg, rep) or {})
+    return _PhaseOne(
+        head_info=trusted.info, threshold=trusted.threshold, val_labels=y_train, val_p=trusted.oof_p,
+        val_groups=g_train, check=check, check_p=run_model(model, images.arrays[check], what="reload check reference").ravel(),
+        val_note=(f"out-of-fold predictions of inner {cfg.inner_folds}-fold grouped CV on the training images "
+                  "(calibrated" + (", test-time rotations averaged)" if tta else ")")),
+        trusted=trusted, card=card, cv_report=cv_report, tta=tta)
+
+
+def _phase_one_holdout(cfg: TrainConfig, images: _Images, split: _Split, model, fmodel, train_features,
+                       rep) -> _PhaseOne:
+    """Holdout path: head on the frozen backbone, optional fine-tuning, threshold on the validation split."""
+    from .augment import augment_views
+    from .builders import copy_head
+    from .features import run_model
+    from .head import fit_head
+    from .metrics import choose_threshold
+
+    rep.stage("head", "phase 1: training the head on the frozen backbone")
+    val = split.validation
+    features_val = run_model(fmodel, images.arrays[val], progress=rep, what="phase 1 features, validation")
+    features_train = np.concatenate(list(train_features))
+    labels_train = np.concatenate([images.labels[split.train]] * len(train_features))
+    head, head_info = fit_head(features_train, labels_train, features_val, images.labels[val], _head_config(cfg), rep)
+    copy_head(head, model)
+    ft_info = None
+    if cfg.fine_tune_epochs > 0:
+        from .finetune import fine_tune
+
+        rep(f"phase 2: fine-tuning the top {cfg.fine_tune_blocks} block(s) at lr {cfg.fine_tune_lr}")
+        views = augment_views(images.raw[split.train], cfg.views, seed=cfg.seed,
+                              keys=[images.shas[i] for i in split.train], intensity=cfg.intensity)
+        ft_info = fine_tune(model, cfg.arch, views, images.labels[split.train], images.arrays[val], images.labels[val],
+                            blocks=cfg.fine_tune_blocks, epochs=cfg.fine_tune_epochs, lr=cfg.fine_tune_lr,
+                            patience=cfg.fine_tune_patience, seed=cfg.seed, progress=rep)
+        rep(f"phase 2 done: best validation AUC {ft_info['best_val_auc']:.4f} at epoch "
+            f"{ft_info['best_epoch']} ({'kept' if ft_info['kept'] else 'no gain; phase-1 weights kept'})")
+    val_p = run_model(model, images.arrays[val], what="validation").ravel()
+    threshold = choose_threshold(images.labels[val], val_p, cfg.threshold_method)
+    return _PhaseOne(head_info=head_info, threshold=threshold, val_labels=images.labels[val], val_p=val_p,
+                     val_groups=images.groups[val], val_note="grouped validation split", check=val, check_p=val_p,
+                     fine_tune=ft_info)
+
+
+def _metadata(cfg: TrainConfig, data, images: _Images, split: _Split, one: _PhaseOne, seconds: float):
+    """(extra, sections) of the artifact's metadata."""
+    from .weights import describe_weights
+
+    y, shas = images.labels, images.shas
+    cv_report = one.cv_report
+    extra = {
+        "backbone": backbone_label(cfg.arch, cfg.weights),
+        "weights": describe_weights(cfg.arch, cfg.weights),
+        "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
+        "dataset": dict(images.summary),
+        "split": {"method": "grouped stratified holdout (sha256 + near-duplicate groups)",
+                  "train": len(split.train), "validation": len(split.validation),
+                  "validation_mode": "inner-cv" if split.inner_cv else "holdout", "test": len(split.test),
+                  "test_sha256": sorted({shas[i] for i in split.test}),
+                  "validation_sha256": sorted({shas[i] for i in split.validation})},
+        "phase1": one.head_info,
+        "phase2": {k: v for k, v in (one.fine_tune or {}).items() if k != "history"} or None,
+        "cv_report": cv_report and {k: cv_report[k] for k in ("per_fold_mean_sd", "repeat_means", "uncalibrated_mean",
+                                                              "robustness", "ood_heldout_assessed")},
+        "train_seconds": round(seconds, 1),
+        **cfg.extra,
+    }
+    n_tumor = int(y[split.train].sum())
+    sections = {
+        "training_data": {"source": cfg.source or str(data), "n_images": int(len(split.train)),
+                          "n_unique": len({shas[i] for i in split.train}), "n_tumor": n_tumor,
+                          "n_no_tumor": int(len(split.train) - n_tumor),
+                          "date": time.strftime("%Y-%m-%d", time.gmtime()),
+                          "held_out_test_images": int(len(split.test))},
+        "backbone": backbone_card(cfg.arch, cfg.weights),
+    }
+    if one.tta:
+        sections["tta"] = {"orientations": list(one.tta),
+                           "what": "P(tumor) is the head on the mean features of the image rotated by 0/90/180/270 degrees"}
+    return extra, sections
+
+
+def _reload_check(out: Path, images: _Images, one: _PhaseOne, rep) -> float:
+    """Reload the written artifact and compare its probabilities with the trained model's."""
+    from .artifacts import load_artifact
+    from .features import run_model
+
+    reloaded, _ = load_artifact(out)
+    p_reload = run_model(reloaded, images.arrays[one.check], what="reload check").ravel()
+    diff = float(np.max(np.abs(p_reload - one.check_p))) if len(one.check_p) else 0.0
+    rep(f"reloaded artifact: max |p - p_reloaded| on {len(one.check)} images = {diff:.2e}")
+    return diff
+
+
 def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     """Train and write an artifact; ``progress``: ``Callable[[ProgressEvent], None] | None``
     (None prints the messages to stderr)."""
@@ -143,170 +376,58 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     import keras
 
     from .artifacts import save_artifact
-    from .augment import augment_views
-    from .builders import build_classifier, copy_head, feature_model
-    from .data import load_dataset
-    from .features import FeatureCache, feature_key, finish_intensity, load_arrays, run_model, view_features
-    from .head import HeadConfig, fit_head
-    from .metrics import binary_metrics, bootstrap_ci, choose_threshold
+    from .builders import build_classifier, feature_model
+    from .features import FeatureCache, feature_key, view_features
+    from .metrics import binary_metrics, bootstrap_ci
     from .plots import confusion_png, roc_png
     from .weights import describe_weights
 
     t_start = time.monotonic()
     keras.utils.set_random_seed(cfg.seed)
-    rep.stage("listing", f"listing {data}")
-    ds = load_dataset(data)
-    summary = ds.summary()
-    rep(f"{summary['files']} files ({summary['tumor']} tumor, {summary['no_tumor']} no tumor), "
-        f"{summary['distinct_contents']} distinct contents, {summary['groups']} duplicate groups")
-    rep.stage("loading", "decoding and preparing the images")
-    raw_arrays, keep = load_arrays(ds, cfg.input_size, cfg.crop, rep, "none")
-    arrays = finish_intensity(raw_arrays, cfg.intensity)
-    y_all = ds.labels[keep]
-    g_all = ds.groups[keep]
-    sha_all = [ds.samples[i].sha256 for i in keep]
-
-    rest, test = _indices_split(y_all, g_all, cfg.test_fraction, cfg.seed)
-    use_cv = cfg.validation == "cv" and cfg.fine_tune_epochs <= 0
-    if use_cv:
-        tr, va = rest, np.arange(0)
-        if len(np.unique(y_all[tr])) < 2:
-            raise ValueError("data set too small: the training part needs both classes")
-        rep(f"split (grouped): train {len(tr)} (validated by inner {cfg.inner_folds}-fold grouped CV), "
-            f"test {len(test)} images")
-    else:
-        tr_rel, va_rel = _indices_split(y_all[rest], g_all[rest], cfg.val_fraction, cfg.seed + 1)
-        tr, va = rest[tr_rel], rest[va_rel]
-        if len(va) == 0 or len(np.unique(y_all[va])) < 2 or len(np.unique(y_all[tr])) < 2:
-            raise ValueError("data set too small: the validation split needs both classes")
-        rep(f"split (grouped): train {len(tr)}, validation {len(va)}, test {len(test)} images")
-    assert not (set(g_all[tr]) & set(g_all[va])) and not (set(g_all[rest]) & set(g_all[test]))
-
+    images = _load_images(cfg, data, rep)
+    split = _split(cfg, images, rep)
     model = build_classifier(cfg.arch, cfg.weights, cfg.input_size, cfg.dropout,
                              feature_layers=cfg.feature_layers, pooling=cfg.pooling, l2=cfg.l2, seed=cfg.seed)
     fmodel = feature_model(model)
-    shas_tr = [sha_all[i] for i in tr]
     fkey = feature_key(arch=cfg.arch, w=describe_weights(cfg.arch, cfg.weights), size=cfg.input_size,
                        crop=cfg.crop, intensity=cfg.intensity, seed=cfg.seed, layers=cfg.feature_layers, pooling=cfg.pooling)
     cache = FeatureCache(cfg.cache_dir, fkey) if cfg.cache_dir else None
-    rep.stage("features", f"backbone features of {len(tr)} training images x {cfg.views} views")
-    feats = view_features(fmodel, raw_arrays[tr], shas_tr, cfg.views, cfg.seed, cache, rep, intensity=cfg.intensity)
-    hcfg = HeadConfig(epochs=cfg.head_epochs, lr=cfg.head_lr, batch_size=cfg.batch_size, dropout=cfg.dropout,
-                      l2=cfg.l2, patience=cfg.head_patience, seed=cfg.seed, optimizer=cfg.head_optimizer,
-                      c_choice=cfg.c_choice)
-    ft_info, trusted, card, cv_rep = None, None, {}, None
-    if use_cv:
-        from .cv import card_metrics, trusted_cv
-        from .trust import fit_trusted_head
-
-        if cfg.cv_repeats > 0:
-            F_changes = {}
-            if cfg.robustness:
-                from .robustness import change_features
-
-                rep.stage("robustness", "backbone features of the training images under each robustness change")
-                F_changes = change_features(fmodel, ds, keep[tr], cfg.input_size, cfg.crop, cfg.intensity, cache, rep)
-            rep.stage("cross-validation", f"grouped {cfg.cv_folds}-fold CV x {cfg.cv_repeats} of this recipe "
-                      "(figures for the model card)")
-            cv_rep = trusted_cv(feats, y_all[tr], g_all[tr], HeadConfig(**hcfg.as_dict()), folds=cfg.cv_folds,
-                                repeats=cfg.cv_repeats, seed=cfg.seed, inner_folds=cfg.inner_folds,
-                                threshold_method=cfg.threshold_method, F_changes=F_changes, ood_keep=cfg.ood_keep,
-                                n_boot=1000, progress=rep)
-            cv_rep["first_repeat"].pop("oof_p")
-            card = card_metrics(cv_rep)
-        rep.stage("head", "phase 1: training the head on the frozen backbone, calibration, OOD gate")
-        trusted = fit_trusted_head(feats, y_all[tr], g_all[tr], hcfg, inner_folds=cfg.inner_folds,
-                                   threshold_method=cfg.threshold_method, seed=cfg.seed, ood_keep=cfg.ood_keep,
-                                   progress=rep)
-        head, head_info = trusted.head, trusted.info
-        copy_head(head, model)
-        threshold = trusted.threshold
-        y_v, p_v, g_v = y_all[tr], trusted.oof_p, g_all[tr]
-        val_note = (f"out-of-fold predictions of inner {cfg.inner_folds}-fold grouped CV on the training images "
-                    "(calibrated)")
-        check = test if len(test) else tr[:32]
-        p_check = run_model(model, arrays[check], what="reload check reference").ravel()
-        card["ood"] = {"heldout_assessed": cv_rep["ood_heldout_assessed"] if cv_rep else None,
-                       "ood_not_assessed": None, "threshold": trusted.ood.threshold, "keep": cfg.ood_keep}
-        if cfg.ood_set:
-            card["ood"].update(_ood_set_share(fmodel, trusted.ood, cfg.ood_set, cfg, rep) or {})
+    rep.stage("features", f"backbone features of {len(split.train)} training images x {cfg.views} views")
+    train_features = view_features(fmodel, images.raw[split.train], [images.shas[i] for i in split.train], cfg.views,
+                                   cfg.seed, cache, rep, intensity=cfg.intensity)
+    if split.inner_cv:
+        one = _phase_one_trusted(cfg, images, split, model, fmodel, train_features, cache, rep)
     else:
-        rep.stage("head", "phase 1: training the head on the frozen backbone")
-        F_val = run_model(fmodel, arrays[va], progress=rep, what="phase 1 features, validation")
-        F_tr = np.concatenate(list(feats))
-        y_tr = np.concatenate([y_all[tr]] * len(feats))
-        head, head_info = fit_head(F_tr, y_tr, F_val, y_all[va], hcfg, rep)
-        copy_head(head, model)
-        if cfg.fine_tune_epochs > 0:
-            from .finetune import fine_tune
-
-            rep(f"phase 2: fine-tuning the top {cfg.fine_tune_blocks} block(s) at lr {cfg.fine_tune_lr}")
-            views = augment_views(raw_arrays[tr], cfg.views, seed=cfg.seed, keys=shas_tr, intensity=cfg.intensity)
-            ft_info = fine_tune(model, cfg.arch, views, y_all[tr], arrays[va], y_all[va],
-                                blocks=cfg.fine_tune_blocks, epochs=cfg.fine_tune_epochs, lr=cfg.fine_tune_lr,
-                                patience=cfg.fine_tune_patience, seed=cfg.seed, progress=rep)
-            rep(f"phase 2 done: best validation AUC {ft_info['best_val_auc']:.4f} at epoch "
-                f"{ft_info['best_epoch']} ({'kept' if ft_info['kept'] else 'no gain; phase-1 weights kept'})")
-        p_v = run_model(model, arrays[va], what="validation").ravel()
-        y_v, g_v = y_all[va], g_all[va]
-        threshold = choose_threshold(y_v, p_v, cfg.threshold_method)
-        val_note = "grouped validation split"
-        check, p_check = va, p_v
-    rep(f"phase 1 done: best validation AUC {head_info['best_val_auc']:.4f}"
-        + (f" at C={head_info['best_C']}" if "best_C" in head_info else f" at epoch {head_info['best_epoch']}"))
-    val_metrics = binary_metrics(y_v, p_v, threshold)
-    val_metrics["ci95"] = bootstrap_ci(y_v, p_v, threshold, groups=g_v, n_boot=1000, seed=cfg.seed)
-    val_metrics["source"] = val_note
-    rep(f"threshold {threshold:.4f} ({cfg.threshold_method} on validation); validation accuracy "
+        one = _phase_one_holdout(cfg, images, split, model, fmodel, train_features, rep)
+    rep(f"phase 1 done: best validation AUC {one.head_info['best_val_auc']:.4f}"
+        + (f" at C={one.head_info['best_C']}" if "best_C" in one.head_info else f" at epoch {one.head_info['best_epoch']}"))
+    val_metrics = binary_metrics(one.val_labels, one.val_p, one.threshold)
+    val_metrics["ci95"] = bootstrap_ci(one.val_labels, one.val_p, one.threshold, groups=one.val_groups, n_boot=1000,
+                                       seed=cfg.seed)
+    val_metrics["source"] = one.val_note
+    rep(f"threshold {one.threshold:.4f} ({cfg.threshold_method} on validation); validation accuracy "
         f"{val_metrics['accuracy']:.3f}, AUC {val_metrics['roc_auc']:.3f}, ECE {val_metrics['ece']:.3f}")
 
     rep.stage("saving", "writing the artifact")
     out = Path(out)
-    label = backbone_label(cfg.arch, cfg.weights)
-    extra = {
-        "backbone": label,
-        "weights": describe_weights(cfg.arch, cfg.weights),
-        "train_config": {k: v for k, v in asdict(cfg).items() if k != "extra"},
-        "dataset": {k: v for k, v in summary.items()},
-        "split": {"method": "grouped stratified holdout (sha256 + near-duplicate groups)",
-                  "train": len(tr), "validation": len(va), "validation_mode": "inner-cv" if use_cv else "holdout",
-                  "test": len(test),
-                  "test_sha256": sorted({sha_all[i] for i in test}),
-                  "validation_sha256": sorted({sha_all[i] for i in va})},
-        "phase1": head_info,
-        "phase2": {k: v for k, v in (ft_info or {}).items() if k != "history"} or None,
-        "cv_report": cv_rep and {k: cv_rep[k] for k in ("per_fold_mean_sd", "repeat_means", "uncalibrated_mean",
-                                                        "robustness", "ood_heldout_assessed")},
-        "train_seconds": round(time.monotonic() - t_start, 1),
-        **cfg.extra,
-    }
-    trained = {"tumor": int(y_all[tr].sum()), "no_tumor": int(len(tr) - y_all[tr].sum())}
-    sections = {
-        "training_data": {"source": cfg.source or str(data), "n_images": int(len(tr)),
-                          "n_unique": len({sha_all[i] for i in tr}), "n_tumor": trained["tumor"],
-                          "n_no_tumor": trained["no_tumor"], "date": time.strftime("%Y-%m-%d", time.gmtime()),
-                          "held_out_test_images": int(len(test))},
-        "backbone": backbone_card(cfg.arch, cfg.weights),
-    }
-    metrics = {"validation": val_metrics, **card}
-    save_artifact(model, out, architecture=cfg.arch, input_size=cfg.input_size, threshold=threshold,
-                  metrics=metrics, dataset_fingerprint=summary["fingerprint"], extra=extra,
-                  crop=cfg.crop, intensity=cfg.intensity, sections=sections,
+    extra, sections = _metadata(cfg, data, images, split, one, time.monotonic() - t_start)
+    trusted = one.trusted
+    save_artifact(model, out, architecture=cfg.arch, input_size=cfg.input_size, threshold=one.threshold,
+                  metrics={"validation": val_metrics, **one.card}, dataset_fingerprint=images.summary["fingerprint"],
+                  extra=extra, crop=cfg.crop, intensity=cfg.intensity, sections=sections,
                   calibration=trusted.calibration if trusted else None, ood=trusted.ood if trusted else None)
-    from .artifacts import load_artifact
-
-    reloaded, _ = load_artifact(out)
-    p_reload = run_model(reloaded, arrays[check], what="reload check").ravel()
-    reload_diff = float(np.max(np.abs(p_reload - p_check))) if len(p_check) else 0.0
-    rep(f"reloaded artifact: max |p - p_reloaded| on {len(check)} images = {reload_diff:.2e}")
-    del reloaded
-    roc_png(y_v, p_v, out / "validation_roc.png", title=f"Validation ROC: {label}", threshold=threshold)
+    reload_diff = _reload_check(out, images, one, rep)
+    label = extra["backbone"]
+    roc_png(one.val_labels, one.val_p, out / "validation_roc.png", title=f"Validation ROC: {label}",
+            threshold=one.threshold)
     confusion_png(val_metrics["confusion"], out / "validation_confusion.png", title="Validation confusion matrix")
     (out / "training_history.json").write_text(json.dumps(
-        {"phase1": head_info, "phase2": ft_info}, indent=1, default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
+        {"phase1": one.head_info, "phase2": one.fine_tune}, indent=1,
+        default=lambda o: o.tolist() if hasattr(o, "tolist") else float(o)))
     rep.stage("done")
     rep(f"artifact written to {out} in {time.monotonic() - t_start:.0f}s")
-    return {"artifact": str(out), "threshold": threshold, "reload_max_abs_diff": reload_diff, "validation": val_metrics,
-            "backbone": label, "cv": card.get("cv"), "robustness": card.get("robustness"), "ood": card.get("ood"),
+    return {"artifact": str(out), "threshold": one.threshold, "reload_max_abs_diff": reload_diff,
+            "validation": val_metrics, "backbone": label, "cv": one.card.get("cv"),
+            "robustness": one.card.get("robustness"), "ood": one.card.get("ood"),
             "calibration": trusted.calibration if trusted else None,
-            "split": extra["split"] | {"test_sha256": len(test), "validation_sha256": len(va)}}
+            "split": extra["split"] | {"test_sha256": len(split.test), "validation_sha256": len(split.validation)}}

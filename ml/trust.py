@@ -32,6 +32,7 @@ class TrustedHead:
     ood: object  # ml.ood.OodModel with its threshold
     oof_p: np.ndarray  # calibrated out-of-fold P(tumor) of the training images (inner CV)
     oof_ood: np.ndarray  # held-out OOD distances of the training images (inner CV)
+    tta: tuple | None = None  # orientations averaged at scoring time (ml.tta); None: the image as it is
 
     @property
     def threshold(self) -> float:
@@ -39,7 +40,7 @@ class TrustedHead:
 
 
 def fit_trusted_head(F_views, y, groups, hcfg, *, inner_folds: int = 5, threshold_method: str = "balanced",
-                     seed: int = 0, ood_keep: float = DEFAULT_OOD_KEEP, progress=None) -> TrustedHead:
+                     seed: int = 0, ood_keep: float = DEFAULT_OOD_KEEP, tta=None, progress=None) -> TrustedHead:
     from .calibration import apply_calibration, fit_platt
     from .data import grouped_kfold
     from .head import fit_head_crossval
@@ -49,7 +50,7 @@ def fit_trusted_head(F_views, y, groups, hcfg, *, inner_folds: int = 5, threshol
     F_views = np.asarray(F_views)
     y = np.asarray(y).astype(int)
     head, info = fit_head_crossval(F_views, y, groups, hcfg, inner_folds=inner_folds,
-                                   threshold_method=threshold_method, seed=seed, progress=progress)
+                                   threshold_method=threshold_method, seed=seed, tta=tta, progress=progress)
     oof_raw = info.pop("oof_p")
     raw_thr = float(info["threshold"])
     cal = fit_platt(oof_raw, y)
@@ -69,15 +70,20 @@ def fit_trusted_head(F_views, y, groups, hcfg, *, inner_folds: int = 5, threshol
     if progress:
         progress(f"OOD gate: Mahalanobis threshold {thr:.2f} keeps {ood_keep:.1%} of held-out training images "
                  f"(Ledoit-Wolf shrinkage {ood.shrinkage:.3f})")
-    return TrustedHead(head, info, raw_thr, cal, ood, oof_cal, heldout)
+    return TrustedHead(head, info, raw_thr, cal, ood, oof_cal, heldout, tuple(tta) if tta else None)
 
 
 def score_trusted(th: TrustedHead, F) -> dict:
-    """Calibrated P(tumor), labels (1/0), OOD distances and assessed flags for features (n, d)."""
+    """Calibrated P(tumor), labels (1/0), OOD distances and assessed flags.
+
+    ``F``: features (n, d) of the images as they are, or, for a head with ``tta``, (k, n, d):
+    the images in each of its k orientations (first: as they are). P(tumor) comes from the
+    mean features; the OOD gate scores the image as it arrived."""
     from .calibration import apply_calibration
 
     F = np.asarray(F, np.float32)
-    raw = th.head(F, training=False).numpy().ravel() if len(F) else np.zeros(0)
+    F_score, F_gate = (F.mean(axis=0), F[0]) if F.ndim == 3 else (F, F)
+    raw = th.head(F_score, training=False).numpy().ravel() if len(F_score) else np.zeros(0)
     p = apply_calibration(raw, th.calibration)
-    dist, assessed = th.ood.assessed(F)
+    dist, assessed = th.ood.assessed(F_gate)
     return {"p_raw": raw, "p": p, "label": (p >= th.threshold).astype(int), "ood": dist, "assessed": assessed}

@@ -6,6 +6,7 @@ pytest_plugins = [
     "tests.fixtures.images",
     "tests.fixtures.models",
     "tests.fixtures.s3",
+    "tests.fixtures.shipped",
 ]
 
 

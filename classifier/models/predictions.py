@@ -48,6 +48,11 @@ class Prediction(models.Model):
         help_text="False when the image does not look like the brain MRI slices the model was "
         "trained on: no label, the probability is kept for reviewers.",
     )
+    not_assessed_reason = models.CharField(
+        max_length=300, blank=True,
+        help_text="Why the image was not assessed when its shape or content ruled it out before the "
+        "model (blank, too small, ...); empty when the OOD score decided.",
+    )
     error = models.CharField(max_length=300, blank=True)
     round = models.PositiveIntegerField(
         default=1, help_text="The job's round that made it (failed scans can be re-run)."

@@ -108,6 +108,7 @@ class PredictionSerializer(serializers.ModelSerializer):
             "assessed": prediction.assessed,
             "ood_score": prediction.ood_score,
             "reason": "" if prediction.assessed else NOT_ASSESSED_TEXT,
+            "plausibility": prediction.not_assessed_reason,
         }
 
 

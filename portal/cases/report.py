@@ -38,7 +38,8 @@ def result_text(prediction):
     if prediction.error:
         return f"Error: {prediction.error}"
     if not prediction.assessed:
-        return NOT_ASSESSED_TEXT
+        reason = prediction.not_assessed_reason
+        return f"{NOT_ASSESSED_TEXT} ({reason})" if reason else NOT_ASSESSED_TEXT
     return (
         f"{prediction.get_label_display()}; P(tumor) = {prediction.probability:.3f} "
         f"(threshold {prediction.threshold:.2f})"

@@ -3,36 +3,21 @@ an upload gets real labels, each result says what P(tumor) means and links to th
 the card says the backbone is not ImageNet; a not-assessed result shows the words instead of a
 label. Screenshots of the card and of the batch page go to $SCREENSHOT_DIR (default /tmp)."""
 
-import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import pytest
-from django.core.management import call_command
 
-from ml.shipping import SHIPPED_DIR
 from tests.fixtures.images import make_image_bytes
+from tests.fixtures.shipped import OOD_THRESHOLD, SHIPPED
 from tests.fixtures.users import PASSWORD
 from tests.portal.helpers import make_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
-SHIPPED = json.loads((SHIPPED_DIR / "vgg16" / "ship.json").read_text())["name"]
 RESULT = re.compile(r"^(Tumor|No tumor)\s+P\(tumor\) = [01]\.\d{3} — the model's estimated probability of a tumor")
 SHOTS = Path(os.environ.get("SCREENSHOT_DIR", "/tmp"))
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "brain-mri-navoneel"
-
-
-@pytest.fixture
-def shipped_vgg16(transactional_db, settings):
-    from classifier.models import ModelVersion
-
-    # The worker reads the default MODEL_ROOT; a copy left there by an earlier test of this
-    # session (whose database rows are gone) would block the import.
-    shutil.rmtree(Path(settings.MODEL_ROOT) / "vgg16" / SHIPPED, ignore_errors=True)
-    call_command("install_shipped_models")
-    return ModelVersion.objects.get(architecture="vgg16", version=SHIPPED, is_active=True)
 
 
 def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_vgg16, celery_worker,
@@ -72,7 +57,7 @@ def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_
     # The out-of-distribution gate, through the real worker: the noise gets no label.
     noise = stored["noise.png"]
     assert (noise.assessed, noise.label) == (False, "") and noise.probability is not None
-    assert noise.ood_score > json.loads((SHIPPED_DIR / "vgg16" / "ship.json").read_text())["metadata"]["ood"]["threshold"]
+    assert noise.ood_score > OOD_THRESHOLD
     not_assessed = page.locator("#results td.cell .not-assessed")
     expect(not_assessed).to_have_count(1)
     expect(not_assessed).to_have_text(

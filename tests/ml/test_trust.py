@@ -147,7 +147,10 @@ def test_grey_and_noise_images_are_not_assessed_while_new_mri_like_images_are(tr
         assert p.error is None and not p.assessed and p.label is None  # no answer ...
         assert p.probability is not None  # ... but reviewers still see P
         assert p.ood_score > loaded.ood.threshold
-    assert preds[12].error and preds[12].label is None  # a uniform square is refused before the model
+    # a uniform square is ruled out before the model: not assessed, with the reason, and no failure
+    flat_pred = preds[12]
+    assert flat_pred.error is None and not flat_pred.assessed and flat_pred.label is None
+    assert flat_pred.probability is None and "blank" in flat_pred.reason
 
 
 def test_a_changed_ood_file_is_refused(trained, tmp_path):
@@ -171,3 +174,53 @@ def test_a_changed_ood_file_is_refused(trained, tmp_path):
 def test_artifacts_without_ood_file_are_served_as_before(vgg_artifact, engine, enc, make_brain):
     pred = engine.load(vgg_artifact).predict_one(enc(make_brain()))
     assert pred.assessed is True and pred.ood_score is None and pred.label in ("tumor", "no_tumor")
+
+
+def test_test_time_rotations_make_a_turned_scan_score_the_same(trained, tmp_path):
+    """An artifact with ``tta`` scores the four rotations of each image and averages their
+    features: an image turned by 90/180/270 degrees gets the same probability, which is the
+    calibrated head on the mean features of the four views."""
+    import shutil
+
+    from ml.artifacts import load_artifact
+    from ml.builders import feature_model
+    from ml.calibration import apply_calibration
+    from ml.engine import InferenceEngine
+    from ml.features import run_model
+    from ml.prepare import prepare_image
+    from ml.tta import TTA_ORIENTATIONS, orbit
+
+    out, _, _ = trained
+    copy = tmp_path / "tta"
+    shutil.copytree(out, copy)
+    meta = json.loads((copy / "metadata.json").read_text())
+    meta["tta"] = {"orientations": list(TTA_ORIENTATIONS)}
+    (copy / "metadata.json").write_text(json.dumps(meta))
+    plain, turned = InferenceEngine(2, 1).load(out), InferenceEngine(2, 1).load(copy)
+    img = brain_image(size=(96, 96), tumor=True, seed=77)
+    prepared = prepare_image(img, 48, True, "equalize").astype("float32")
+    turns = np.stack([np.rot90(prepared, k) for k in range(4)])
+    p_plain = plain.predict_arrays(turns)
+    p_tta = turned.predict_arrays(turns)
+    assert np.ptp(p_tta) < 1e-5, p_tta  # the same four views, whichever arrived
+    assert np.ptp(p_plain) > 1e-3, p_plain  # one view: turning the scan changes its probability
+    # End to end from the file, the crop and the letterbox are not exactly turn-symmetric
+    # (an odd pixel of padding), so the spread only shrinks.
+    from_files = [p.probability for p in turned.predict_bytes([encode(img.rotate(a)) for a in (0, 90, 180, 270)])]
+    from_files_plain = [p.probability for p in plain.predict_bytes([encode(img.rotate(a)) for a in (0, 90, 180, 270)])]
+    assert np.ptp(from_files) < np.ptp(from_files_plain)
+
+    model, meta = load_artifact(copy)
+    views = orbit(prepared[None])
+    mean_features = run_model(feature_model(model), views).mean(axis=0, keepdims=True)
+    head = turned._head
+    expected = apply_calibration(head(mean_features, training=False).numpy().ravel(), meta["calibration"])[0]
+    assert p_tta[0] == pytest.approx(float(expected), abs=1e-5)
+    # the OOD gate scores the image as it arrived
+    assert turned.score_arrays(turns[:1])[1][0] == pytest.approx(plain.score_arrays(turns[:1])[1][0], rel=1e-4)
+
+
+def test_training_records_tta_only_when_it_has_the_rotation_views(trained):
+    out, _, _ = trained
+    meta = json.loads((out / "metadata.json").read_text())
+    assert meta["extra"]["train_config"]["views"] == 2 and "tta" not in meta  # 2 views: no rotations cached

@@ -177,10 +177,15 @@ def main() -> int:
               f"{'n/a' if heldout is None else format(heldout, '.1%')}")
         if missed:
             print("assessed although out of distribution: " + "; ".join(missed))
-        errors = sum(p.error is not None for p in preds)
+        # refused before the model (shape, blank, one shade): an error, or "not assessed" with a
+        # reason and no score; the colour check gives a reason with a score
+        errors = sum(p.error is not None or (p.reason is not None and p.ood_score is None) for p in preds)
+        coloured = sum(p.reason is not None and p.ood_score is not None for p in preds)
+        print(f"refused before the model: {errors}; not assessed for colour: {coloured}")
         result.update({"artifact": str(args.artifact), "threshold": loaded.ood.threshold, "ood_not_assessed": total,
                        "by_source": {s: {"n": n, "not_assessed": k / n} for s, (n, k) in by.items()},
-                       "rejected_at_intake": errors, "heldout_assessed": heldout, "missed": missed})
+                       "rejected_at_intake": errors, "not_assessed_colour": coloured, "heldout_assessed": heldout,
+                       "missed": missed})
     print(json.dumps(result))
     return 0
 

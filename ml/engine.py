@@ -10,7 +10,8 @@ Artifacts with a ``calibration`` entry return calibrated probabilities (the stor
 is on that scale); artifacts with an OOD gate (``ood.npz``) score every image and return
 ``assessed=False, label=None`` (probability kept, for reviewers) beyond its threshold.
 Artifacts with a ``tta`` entry (:mod:`ml.tta`) score each image in the listed orientations and
-give P(tumor) of their mean features (the OOD gate scores the image as it arrived).
+give P(tumor) of their mean features (the OOD gate scores the image as it arrived). Gated
+artifacts also mark colour images not assessed (:mod:`ml.colour`), with the reason.
 The forward pass is a ``tf.function`` traced once per artifact for a variable batch size
 (``model.predict`` has per-call overhead); the Keras model itself is the reference runtime.
 """
@@ -38,7 +39,7 @@ class ImagePrediction:
     error: str | None = None
     ood_score: float | None = None  # distance from the training images (None: artifact has no OOD gate)
     assessed: bool = True  # False: the image does not look like the training images; no label given
-    reason: str | None = None  # why not assessed when the plausibility checks said so (no probability then)
+    reason: str | None = None  # why not assessed, when a plausibility or colour check said so (not the OOD score)
 
     @property
     def ok(self) -> bool:
@@ -183,17 +184,27 @@ class LoadedModel:
         return "tumor" if p >= self.threshold else "no_tumor"
 
     def prepare(self, data: bytes) -> np.ndarray:
+        return self._prepare(data)[0]
+
+    def _prepare(self, data: bytes) -> tuple[np.ndarray, str | None]:
+        """(prepared array, the colour gate's reason or None); the colour gate belongs to
+        artifacts with an OOD gate (:mod:`ml.colour`)."""
+        from .colour import colour_reason, colour_share
         from .prepare import prepare_image
 
-        return prepare_image(decode_image(data, self.limits).image, self.input_size, self.crop, self.intensity)
+        image = decode_image(data, self.limits).image
+        reason = colour_reason(colour_share(image)) if self.ood is not None else None
+        return prepare_image(image, self.input_size, self.crop, self.intensity), reason
 
     def predict_bytes(self, images: list[bytes], batch_size: int = 32) -> list[ImagePrediction]:
         results: list[ImagePrediction | None] = [None] * len(images)
-        arrays, index = [], []
+        arrays, index, reasons = [], [], []
         for i, data in enumerate(images):
             try:
-                arrays.append(self.prepare(data))
+                array, reason = self._prepare(data)
+                arrays.append(array)
                 index.append(i)
+                reasons.append(reason)
             except ImageImplausible as exc:  # readable, but not a brain scan: no verdict, and no failure
                 results[i] = ImagePrediction(None, None, None, assessed=False, reason=str(exc))
             except ImageRejected as exc:
@@ -209,8 +220,9 @@ class LoadedModel:
                     results[i] = ImagePrediction(p, self.label_for(p), None)
                     continue
                 d = float(dists[k])
-                ok = d <= self.ood.threshold
-                results[i] = ImagePrediction(p, self.label_for(p) if ok else None, None, ood_score=d, assessed=ok)
+                ok = d <= self.ood.threshold and reasons[k] is None
+                results[i] = ImagePrediction(p, self.label_for(p) if ok else None, None, ood_score=d, assessed=ok,
+                                             reason=reasons[k])
         return results  # type: ignore[return-value]
 
     def predict_one(self, data: bytes) -> ImagePrediction:

@@ -103,24 +103,29 @@ def backbone_card(arch: str, weights) -> dict:
 
 def _ood_set_share(fmodel, ood, folder, cfg, progress) -> dict | None:
     """Share of the images in ``folder`` (any JPEG/PNG, recursively) that get no label: refused at
-    intake (blank, too small, ...) or marked not assessed by the gate (as ``bench/ml_ood.py`` counts)."""
+    intake (blank, too small, ...) or marked not assessed by the gate or the colour check (as
+    ``bench/ml_ood.py`` counts)."""
+    from .colour import colour_reason, colour_share
     from .features import run_model
     from .intake import ImageRejected, decode_image
     from .prepare import prepare_image
 
     files = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    arrays, refused = [], 0
+    arrays, refused, coloured = [], 0, []
     for f in files:
         try:
-            arrays.append(prepare_image(decode_image(f.read_bytes()).image, cfg.input_size, cfg.crop, cfg.intensity))
+            image = decode_image(f.read_bytes()).image
         except ImageRejected:
             refused += 1
+            continue
+        arrays.append(prepare_image(image, cfg.input_size, cfg.crop, cfg.intensity))
+        coloured.append(colour_reason(colour_share(image)) is not None)
     if not files:
         return None
     passed = 0
     if arrays:
         _, assessed = ood.assessed(run_model(fmodel, np.stack(arrays), what="OOD set features"))
-        passed = int(assessed.sum())
+        passed = int((assessed & ~np.asarray(coloured)).sum())
     share = 1 - passed / len(files)
     progress(f"OOD set {folder}: {len(files)} images, {refused} refused at intake, {share:.1%} get no label")
     return {"ood_not_assessed": share, "ood_set_images": len(files), "ood_set_refused_at_intake": refused,

@@ -224,3 +224,18 @@ def test_training_records_tta_only_when_it_has_the_rotation_views(trained):
     out, _, _ = trained
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["extra"]["train_config"]["views"] == 2 and "tta" not in meta  # 2 views: no rotations cached
+
+
+def test_a_colour_image_is_not_assessed_with_the_reason(trained):
+    """The model sees every image in grey; the gate still knows a colour picture is no MRI slice."""
+    from ml.engine import InferenceEngine
+    from tests.ml.test_colour import tinted
+
+    out, _, _ = trained
+    loaded = InferenceEngine(2, 1).load(out)
+    img = brain_image(size=(96, 96), tumor=False, seed=1001)
+    grey, colour = loaded.predict_bytes([encode(img), encode(tinted(img))])
+    assert grey.reason is None
+    assert colour.error is None and not colour.assessed and colour.label is None
+    assert "in colour" in colour.reason
+    assert colour.probability is not None and colour.ood_score is not None  # kept for reviewers

@@ -28,6 +28,7 @@ from classifier.models.jobs import InvalidTransition
 from classifier.signals import announce
 from classifier.training import HED_BACKBONE
 from ml.card import build_card, headline_metrics
+from portal.accounts.models import Clinic
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -330,7 +331,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
                 rerun(job)
-                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt, round=job.round)
+                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.case.clinic_id, attempt=job.attempt, round=job.round)
                 done += 1
         if done:
             self.message_user(request, f"Re-running {done} job(s).", messages.SUCCESS)
@@ -348,7 +349,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
                 except InvalidTransition:
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
-                announce("job_cancel", request=request, obj=job, clinic_id=job.batch.clinic_id)
+                announce("job_cancel", request=request, obj=job, clinic_id=job.batch.case.clinic_id)
                 done += 1
         if done:
             self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of scans.", messages.SUCCESS)
@@ -375,9 +376,7 @@ class TrainingStartForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from django.apps import apps
-
-        self.fields["clinics"].queryset = apps.get_model(settings.CLASSIFIER_CLINIC_MODEL).objects.all()
+        self.fields["clinics"].queryset = Clinic.objects.all()
         self.imagenet = imagenet_available()
         choices = [(HED_WEIGHTS, "HED-derived VGG16, local (not ImageNet; the shipped model's backbone; VGG16 only)")]
         choices += [

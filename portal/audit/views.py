@@ -5,14 +5,14 @@ from datetime import datetime, time
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
 from django.http import QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 
-from portal.accounts.access import CAN_ADMINISTER, clinics_where
+from portal.accounts.access import CAN_ADMINISTER, role_required
+from portal.accounts.models import Clinic
 from portal.audit.models import AuditEvent
 from portal.audit.objects import describe
 
@@ -38,7 +38,7 @@ def visible_events(user):
     their clinics' members."""
     if user.is_superuser:
         return AuditEvent.objects.all()
-    clinics = clinics_where(user, CAN_ADMINISTER)
+    clinics = Clinic.objects.where_role(user, CAN_ADMINISTER)
     members = get_user_model().objects.filter(memberships__clinic__in=clinics)
     return AuditEvent.objects.filter(
         Q(clinic__in=clinics)
@@ -48,11 +48,9 @@ def visible_events(user):
 
 
 @login_required
+@role_required(CAN_ADMINISTER, "Only clinic admins see the audit trail.")
 def events(request):
-    clinics = clinics_where(request.user, CAN_ADMINISTER)
-    if not clinics.exists():
-        raise PermissionDenied("Only clinic admins see the audit trail.")
-    form = EventFilterForm(request.GET or None, clinics=clinics)
+    form = EventFilterForm(request.GET or None, clinics=Clinic.objects.where_role(request.user, CAN_ADMINISTER))
     qs = visible_events(request.user).select_related("clinic")
     order = "newest"
     if form.is_valid():

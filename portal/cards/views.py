@@ -13,13 +13,13 @@ from django.views.decorators.http import require_GET
 from classifier.models import ModelVersion
 from classifier.registry import PLOTS, plot_path
 from ml.card import build_card
-from portal.accounts.access import clinics_for
+from portal.accounts.models import Clinic
 
 PLOT_TITLES = {"roc": "ROC curve (validation)", "confusion": "Confusion matrix (validation)"}
 
 
 def _version_for(user, version_id):
-    if not clinics_for(user).exists():
+    if not Clinic.objects.for_user(user).exists():
         raise Http404("No such model version.")
     return get_object_or_404(ModelVersion.objects.select_related("override_by"), pk=version_id)
 

@@ -1,28 +1,12 @@
 """The review queue: what is waiting for a reviewer, filtered and sorted as the queue page asks."""
 
-from datetime import datetime, time
-
 from django.db.models import Exists, F, OuterRef
 from django.db.models.functions import Abs
-from django.http import QueryDict
-from django.utils import timezone
 
 from classifier.models import Prediction, Review
 from portal.accounts.access import CAN_REVIEW
 from portal.accounts.models import Clinic
 from portal.reviews.forms import CONFIDENCE_BANDS, QueueFilterForm
-
-
-QUEUE_FILTERS = ("model_version", "label", "band", "date_from", "date_to", "sort")
-
-
-def filter_query(params):
-    """The queue filters of ``params`` as a query string (nothing else is carried)."""
-    kept = QueryDict(mutable=True)
-    for key in QUEUE_FILTERS:
-        if params.get(key):
-            kept[key] = params[key]
-    return kept.urlencode()
 
 
 def review_queue(user):
@@ -55,11 +39,7 @@ def filtered_queue(user, params):
             queue = queue.annotate(margin=Abs(F("probability") - 0.5)).filter(
                 margin__gte=low, margin__lt=high
             )
-        tz = timezone.get_current_timezone()
-        if data["date_from"]:
-            queue = queue.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tz))
-        if data["date_to"]:
-            queue = queue.filter(created_at__lte=datetime.combine(data["date_to"], time.max, tz))
+        queue = form.filter_days(queue, "created_at")
         sort = data["sort"] or "confidence"
     if sort == "newest":
         return form, queue.order_by("-created_at", "-id")

@@ -16,8 +16,8 @@ from portal.accounts.models import Clinic
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
 from portal.cases.models import Case
-from portal.reviews.forms import ReviewForm
-from portal.reviews.queue import filter_query, filtered_queue
+from portal.reviews.forms import QueueFilterForm, ReviewForm
+from portal.reviews.queue import filtered_queue
 
 QUEUE_PER_PAGE = 50
 
@@ -43,7 +43,7 @@ def queue(request):
     return render(
         request,
         "reviews/queue.html",
-        {"form": form, "page": page, "filters": filter_query(request.GET)},
+        {"form": form, "page": page, "filters": form.kept_query()},
     )
 
 
@@ -58,7 +58,7 @@ def review(request, prediction_id):
     # The queue's filters ride along as one hidden field: the review form has a "label"
     # field of its own, which must not be mistaken for the queue's label filter.
     params = QueryDict(request.POST.get("queue_filters", "")) if request.method == "POST" else request.GET
-    filters = filter_query(params)
+    filters = QueueFilterForm(params).kept_query()
     form = ReviewForm(request.POST or None, prediction=prediction)
     if request.method == "POST" and form.is_valid():
         created = _save_review(request, prediction, form.cleaned_data)

@@ -8,7 +8,7 @@ from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import FileResponse, Http404, JsonResponse
+from django.http import JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
@@ -25,22 +25,11 @@ from classifier.models import (
     TrainingRun,
 )
 from classifier.models.jobs import InvalidTransition
+from classifier.read_only_admin import ReadOnlyAdminMixin
 from classifier.signals import announce
 from classifier.training import HED_BACKBONE
 from ml.card import build_card, headline_metrics
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    """Visible, never changed: no add, change or delete through the admin."""
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
+from portal.accounts.models import Clinic
 
 
 def _require_superuser(request):
@@ -87,7 +76,11 @@ def _card_meta(version):
 
 
 @admin.register(ModelVersion)
-class ModelVersionAdmin(admin.ModelAdmin):
+class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
+    """Read-only: versions come only from the import page or ``manage.py import_model``, the
+    activate action and the import page make the changes, and predictions keep their
+    version (PROTECT), so nothing is deleted here."""
+
     list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at", "imported_by"]
     list_filter = ["architecture", "is_active"]
     search_fields = ["version", "artifact_sha256"]
@@ -105,15 +98,6 @@ class ModelVersionAdmin(admin.ModelAdmin):
         from classifier.shipped import status
 
         return super().changelist_view(request, {**(extra_context or {}), "shipped_status": status()})
-
-    def has_add_permission(self, request):
-        return False  # versions come only from the import form or manage.py import_model
-
-    def has_change_permission(self, request, obj=None):
-        return False  # read-only; the activate action and the import page do the changes
-
-    def has_delete_permission(self, request, obj=None):
-        return False  # predictions keep their version (PROTECT); nothing is deleted here
 
     @admin.display(description="ROC AUC")
     def auc(self, obj):
@@ -218,15 +202,9 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def plot_view(self, request, pk, kind):
         if not request.user.is_staff:
             raise PermissionDenied
-        from classifier.registry import plot_path
+        from classifier.registry import plot_response
 
-        version = get_object_or_404(ModelVersion, pk=pk)
-        found = plot_path(version, kind)
-        if found is None:
-            raise Http404("No such plot.")
-        response = FileResponse(open(found, "rb"), content_type="image/png")
-        response["Cache-Control"] = "private, max-age=300"
-        return response
+        return plot_response(get_object_or_404(ModelVersion, pk=pk), kind)
 
     def get_actions(self, request):
         actions = super().get_actions(request)
@@ -292,7 +270,7 @@ class PredictionChunkInline(admin.TabularInline):
 
 
 @admin.register(PredictionChunk)
-class PredictionChunkAdmin(ReadOnlyAdmin):
+class PredictionChunkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "job", "round", "index", "status", "worker", "attempt", "heartbeat_at"]
     list_filter = ["status"]
     search_fields = ["=job__id", "worker", "worker_task_id"]
@@ -330,7 +308,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
                 rerun(job)
-                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt, round=job.round)
+                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.case.clinic_id, attempt=job.attempt, round=job.round)
                 done += 1
         if done:
             self.message_user(request, f"Re-running {done} job(s).", messages.SUCCESS)
@@ -348,7 +326,7 @@ class PredictionJobAdmin(admin.ModelAdmin):
                 except InvalidTransition:
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
-                announce("job_cancel", request=request, obj=job, clinic_id=job.batch.clinic_id)
+                announce("job_cancel", request=request, obj=job, clinic_id=job.batch.case.clinic_id)
                 done += 1
         if done:
             self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of scans.", messages.SUCCESS)
@@ -375,9 +353,7 @@ class TrainingStartForm(forms.Form):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        from django.apps import apps
-
-        self.fields["clinics"].queryset = apps.get_model(settings.CLASSIFIER_CLINIC_MODEL).objects.all()
+        self.fields["clinics"].queryset = Clinic.objects.all()
         self.imagenet = imagenet_available()
         choices = [(HED_WEIGHTS, "HED-derived VGG16, local (not ImageNet; the shipped model's backbone; VGG16 only)")]
         choices += [
@@ -498,7 +474,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
 
 
 @admin.register(Prediction)
-class PredictionAdmin(ReadOnlyAdmin):
+class PredictionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "scan", "model_version", "probability", "label", "threshold", "error", "created_at"]
     list_filter = ["label", "model_version", "scan__case__clinic"]
     search_fields = ["=id", "scan__original_name", "scan__case__patient_ref", "error"]
@@ -507,7 +483,7 @@ class PredictionAdmin(ReadOnlyAdmin):
 
 
 @admin.register(Review)
-class ReviewAdmin(ReadOnlyAdmin):
+class ReviewAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     list_display = ["id", "scan", "prediction", "reviewer", "verdict", "label", "created_at"]
     list_filter = ["verdict", "label", "prediction__model_version", "scan__case__clinic"]
     search_fields = ["reviewer__username", "scan__original_name", "scan__case__patient_ref", "note"]

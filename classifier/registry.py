@@ -11,6 +11,7 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
+from django.http import FileResponse, Http404
 from django.utils import timezone
 
 from classifier import artifact_store
@@ -211,3 +212,13 @@ def plot_path(model_version, kind):
         if found is not None:
             return found
     return None
+
+
+def plot_response(model_version, kind):
+    """The plot's PNG, privately cached for a few minutes; 404 when the artifact has none."""
+    found = plot_path(model_version, kind)
+    if found is None:
+        raise Http404("No such plot.")
+    response = FileResponse(open(found, "rb"), content_type="image/png")
+    response["Cache-Control"] = "private, max-age=300"
+    return response

@@ -22,6 +22,7 @@ from django.utils import timezone
 from classifier import claims
 from classifier.heartbeat import heartbeat
 from classifier.models import JobStatus, Label, Review, TrainingRun
+from portal.cases.models import Scan
 
 log = logging.getLogger(__name__)
 
@@ -38,15 +39,13 @@ def min_per_class():
 
 
 def reviewed_scans(clinic_ids=None):
-    """Accepted scans with at least one review, annotated with ``reviewed_label``: the
-    label of the scan's latest review."""
-    from django.apps import apps
-
-    scan_model = apps.get_model(settings.CLASSIFIER_SCAN_MODEL)
+    """Accepted scans (of the clinics ``clinic_ids``, else of all) with at least one review,
+    annotated with ``reviewed_label``: the label of the scan's latest review."""
     latest = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-id")
-    scans = scan_model.accepted_scans(clinic_ids).annotate(
-        reviewed_label=Subquery(latest.values("label")[:1])
-    ).filter(reviewed_label__isnull=False)
+    scans = Scan.objects.accepted()
+    if clinic_ids:
+        scans = scans.filter(case__clinic__in=clinic_ids)
+    scans = scans.annotate(reviewed_label=Subquery(latest.values("label")[:1])).filter(reviewed_label__isnull=False)
     return scans.order_by("created_at", "pk")
 
 

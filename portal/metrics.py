@@ -80,6 +80,21 @@ def _histogram(name, documentation, queryset, expression, buckets):
     return family
 
 
+def _by_state(name, documentation, queryset, states):
+    """A gauge of ``queryset``'s rows per ``status``, 0 for each state that has none."""
+    family = GaugeMetricFamily(name, documentation, labels=["state"])
+    counts = dict(queryset.values_list("status").annotate(n=Count("pk")))
+    for state in states:
+        family.add_metric([state], counts.get(state, 0))
+    return family
+
+
+def _oldest_age(name, documentation, queryset, field, now):
+    """Seconds since the earliest ``field`` of ``queryset`` (0 when it is empty)."""
+    oldest = queryset.aggregate(at=Min(field))["at"]
+    return GaugeMetricFamily(name, documentation, value=(now - oldest).total_seconds() if oldest else 0.0)
+
+
 class NeuroAICollector:
     """One scrape: database, broker and worker figures; a part that is down is reported in
     ``neuroai_scrape_error`` and the others are still collected."""
@@ -116,36 +131,21 @@ class NeuroAICollector:
         from classifier.models.jobs import ChunkStatus, JobStatus
 
         now = timezone.now()
-        jobs = GaugeMetricFamily("neuroai_jobs", "Prediction jobs by state.", labels=["state"])
-        by_state = dict(PredictionJob.objects.values_list("status").annotate(n=Count("pk")))
-        for state in JobStatus.values:
-            jobs.add_metric([state], by_state.get(state, 0))
-        yield jobs
-        runs = GaugeMetricFamily("neuroai_training_runs", "Training runs by state.", labels=["state"])
-        by_state = dict(TrainingRun.objects.values_list("status").annotate(n=Count("pk")))
-        for state in JobStatus.values:
-            runs.add_metric([state], by_state.get(state, 0))
-        yield runs
-
-        oldest = PredictionJob.objects.filter(status=JobStatus.QUEUED).aggregate(at=Min("progress_at"))["at"]
-        yield GaugeMetricFamily(
+        yield _by_state("neuroai_jobs", "Prediction jobs by state.", PredictionJob.objects, JobStatus.values)
+        yield _by_state("neuroai_training_runs", "Training runs by state.", TrainingRun.objects, JobStatus.values)
+        yield _oldest_age(
             "neuroai_queue_oldest_job_age_seconds",
             "How long the oldest queued prediction job has waited for a worker (0: none waiting).",
-            value=(now - oldest).total_seconds() if oldest else 0.0,
+            PredictionJob.objects.filter(status=JobStatus.QUEUED), "progress_at", now,
         )
-
-        chunks = GaugeMetricFamily(
-            "neuroai_chunks", "Prediction chunks (the unit a worker takes) by state.", labels=["state"]
+        yield _by_state(
+            "neuroai_chunks", "Prediction chunks (the unit a worker takes) by state.",
+            PredictionChunk.objects, ChunkStatus.values,
         )
-        by_state = dict(PredictionChunk.objects.values_list("status").annotate(n=Count("pk")))
-        for state in ChunkStatus.values:
-            chunks.add_metric([state], by_state.get(state, 0))
-        yield chunks
-        oldest_chunk = PredictionChunk.objects.filter(status=ChunkStatus.QUEUED).aggregate(at=Min("sent_at"))["at"]
-        yield GaugeMetricFamily(
+        yield _oldest_age(
             "neuroai_queue_oldest_chunk_age_seconds",
             "How long the oldest queued chunk has waited since its task was sent (0: none waiting).",
-            value=(now - oldest_chunk).total_seconds() if oldest_chunk else 0.0,
+            PredictionChunk.objects.filter(status=ChunkStatus.QUEUED), "sent_at", now,
         )
         yield _histogram(
             "neuroai_chunk_seconds", "Prediction chunks done: task sent to chunk stored (wait + run).",

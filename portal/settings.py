@@ -338,9 +338,6 @@ JOB_TEST_CRASH_SHA256 = env_str("JOB_TEST_CRASH_SHA256")
 # ends a task above WORKER_RECYCLE_MEMORY_MB. 0 turns either off.
 WORKER_MAX_MEMORY_MB = env_int("WORKER_MAX_MEMORY_MB", 4096, minimum=0)
 WORKER_RECYCLE_MEMORY_MB = env_int("WORKER_RECYCLE_MEMORY_MB", 3072, minimum=0)
-CLASSIFIER_SCAN_MODEL = "cases.Scan"
-CLASSIFIER_BATCH_MODEL = "cases.Batch"
-CLASSIFIER_CLINIC_MODEL = "accounts.Clinic"
 
 # --- Celery ---------------------------------------------------------------------------
 CELERY_BROKER_URL = env_url(

@@ -6,6 +6,8 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
+from portal.accounts.models import ClinicScopedQuerySet
+
 
 class JobStatus(models.TextChoices):
     QUEUED = "queued", "Waiting for a worker"
@@ -157,11 +159,15 @@ class ChunkStatus(models.TextChoices):
     DONE = "done", "Done"
 
 
+class PredictionJobQuerySet(ClinicScopedQuerySet):
+    clinic_path = "batch__case__clinic"
+
+
 class PredictionJob(Job):
     """Predict every accepted scan of one batch with one model version."""
 
     batch = models.ForeignKey(
-        settings.CLASSIFIER_BATCH_MODEL, on_delete=models.PROTECT, related_name="prediction_jobs"
+        "cases.Batch", on_delete=models.PROTECT, related_name="prediction_jobs"
     )
     model_version = models.ForeignKey(
         "classifier.ModelVersion", on_delete=models.PROTECT, related_name="jobs"
@@ -170,6 +176,8 @@ class PredictionJob(Job):
         default=1,
         help_text="1 for the first run; each re-run of the failed scans starts a new round.",
     )
+
+    objects = PredictionJobQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at"]

@@ -2,9 +2,10 @@
 
 import uuid
 
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
+
+from portal.accounts.models import ClinicScopedQuerySet
 
 
 class Label(models.TextChoices):
@@ -24,12 +25,16 @@ class HeatmapState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
+class PredictionQuerySet(ClinicScopedQuerySet):
+    clinic_path = "scan__case__clinic"
+
+
 class Prediction(models.Model):
     public_id = models.UUIDField(
         default=uuid.uuid4, unique=True, editable=False, help_text="The id used in URLs."
     )
     scan = models.ForeignKey(
-        settings.CLASSIFIER_SCAN_MODEL, on_delete=models.PROTECT, related_name="predictions"
+        "cases.Scan", on_delete=models.PROTECT, related_name="predictions"
     )
     model_version = models.ForeignKey(
         "classifier.ModelVersion", on_delete=models.PROTECT, related_name="predictions"
@@ -65,6 +70,8 @@ class Prediction(models.Model):
     )
     heatmap_requested_at = models.DateTimeField(null=True, blank=True)
     heatmap_error = models.CharField(max_length=300, blank=True)
+
+    objects = PredictionQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,10 +1,19 @@
-"""A reviewer's verdict on a scan's prediction. Several reviewers may review one scan."""
+"""A reviewer's verdict on a scan's prediction. Several reviewers may review one scan.
+
+It lives in the classifier because it is the classifier's ground truth: training reads the
+latest review of each scan as its label (``classifier.training.reviewed_scans``). The
+review workflow (queue, pages, forms, exports, agreement) is ``portal/reviews``."""
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from classifier.models.predictions import Label
+from portal.accounts.models import ClinicScopedQuerySet
+
+
+class ReviewQuerySet(ClinicScopedQuerySet):
+    clinic_path = "scan__case__clinic"
 
 
 class Review(models.Model):
@@ -16,7 +25,7 @@ class Review(models.Model):
         "classifier.Prediction", on_delete=models.PROTECT, related_name="reviews"
     )
     scan = models.ForeignKey(
-        settings.CLASSIFIER_SCAN_MODEL, on_delete=models.PROTECT, related_name="reviews"
+        "cases.Scan", on_delete=models.PROTECT, related_name="reviews"
     )
     reviewer = models.ForeignKey(
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="reviews"
@@ -27,6 +36,8 @@ class Review(models.Model):
     )
     note = models.TextField(blank=True)
     created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = ReviewQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-id"]

@@ -1,10 +1,17 @@
-"""Who may see and do what. Every view asks these helpers; nothing checks roles by hand.
+"""Who may see and do what. Every view goes through these; nothing checks roles by hand.
 
-An object of a clinic the user does not belong to answers 404 (its existence is not
-revealed); a clinic member without the needed role gets 403.
+Which rows a user may see is each model's ``objects.for_user(user)`` (``Case``, ``Batch``,
+``Scan``, ``PredictionJob``, ``Prediction``, ``Review``, ``Clinic``; the rule is in
+``portal.accounts.models``). An object reached by its id comes through ``get_for``: one of
+another clinic, or one that does not exist, answers 404 alike (ids reveal nothing); a member
+of its clinic without the needed role gets 403. A page that needs a role in some clinic
+(the review queue, the audit trail) carries ``@role_required``.
 """
 
-from django.core.exceptions import PermissionDenied
+from functools import wraps
+
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.http import Http404
 
 from portal.accounts.models import Clinic, Membership, Role
 
@@ -12,14 +19,7 @@ CAN_UPLOAD = {Role.CLINICIAN, Role.REVIEWER, Role.ADMIN}
 CAN_REVIEW = {Role.REVIEWER, Role.ADMIN}
 CAN_ADMINISTER = {Role.ADMIN}
 
-
-def clinics_for(user):
-    """The clinics whose data ``user`` may see: all for a superuser, else their memberships."""
-    if not user.is_authenticated:
-        return Clinic.objects.none()
-    if user.is_superuser:
-        return Clinic.objects.all()
-    return Clinic.objects.filter(memberships__user=user)
+ROLE_REFUSED = "Your role in this clinic does not allow this."
 
 
 def role_in(user, clinic):
@@ -30,19 +30,55 @@ def role_in(user, clinic):
     return Role(membership.role) if membership else None
 
 
-def has_role(user, clinic, allowed):
-    return role_in(user, clinic) in allowed
+def has_role(user, clinic, roles):
+    return role_in(user, clinic) in roles
 
 
-def require_role(user, clinic, allowed):
-    if not has_role(user, clinic, allowed):
-        raise PermissionDenied("Your role in this clinic does not allow this.")
+def require_role(user, roles, clinic=None, message=ROLE_REFUSED):
+    """403 unless ``user`` holds one of ``roles`` in ``clinic`` (in some clinic when None)."""
+    if clinic is None:
+        allowed = Clinic.objects.where_role(user, roles).exists()
+    else:
+        allowed = has_role(user, clinic, roles)
+    if not allowed:
+        raise PermissionDenied(message)
 
 
-def clinics_where(user, allowed):
-    """Clinics in which ``user`` holds one of the ``allowed`` roles."""
-    if user.is_superuser:
-        return Clinic.objects.all()
-    return Clinic.objects.filter(
-        memberships__user=user, memberships__role__in=[role.value for role in allowed]
-    )
+def clinic_of(obj, clinic_path):
+    """The clinic of ``obj``, reached through ``clinic_path`` ("" for a clinic itself)."""
+    for name in clinic_path.split("__") if clinic_path else ():
+        obj = getattr(obj, name)
+    return obj
+
+
+def get_for(user, queryset, roles=None, **lookup):
+    """The one object of ``queryset`` (a model's manager or queryset with ``for_user``)
+    matching ``lookup`` among the rows ``user`` may see, else 404; with ``roles``, 403
+    unless the user holds one of them in the object's clinic.
+
+    ``get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)``"""
+    scoped = queryset.for_user(user)
+    if scoped.clinic_path:  # the role check reads the clinic: fetched in the same query
+        scoped = scoped.select_related(scoped.clinic_path)
+    try:
+        obj = scoped.get(**lookup)
+    except (scoped.model.DoesNotExist, ValueError, ValidationError):
+        raise Http404("No such object.") from None
+    if roles is not None:
+        require_role(user, roles, clinic=clinic_of(obj, scoped.clinic_path))
+    return obj
+
+
+def role_required(roles, message="Your role does not allow this page."):
+    """View decorator: 403 unless the signed-in user holds one of ``roles`` in at least one
+    clinic (place it under ``@login_required``)."""
+
+    def decorator(view):
+        @wraps(view)
+        def wrapped(request, *args, **kwargs):
+            require_role(request.user, roles, message=message)
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator

@@ -1,4 +1,5 @@
-from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW, clinics_where
+from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW
+from portal.accounts.models import Clinic
 
 
 def memberships(request):
@@ -7,6 +8,6 @@ def memberships(request):
     if user is None or not user.is_authenticated:
         return {}
     return {
-        "nav_can_review": clinics_where(user, CAN_REVIEW).exists(),
-        "nav_can_administer": clinics_where(user, CAN_ADMINISTER).exists(),
+        "nav_can_review": Clinic.objects.where_role(user, CAN_REVIEW).exists(),
+        "nav_can_administer": Clinic.objects.where_role(user, CAN_ADMINISTER).exists(),
     }

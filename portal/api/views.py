@@ -1,4 +1,5 @@
-"""REST API (/api/v1/): the same access helpers, roles, intake and audit as the pages.
+"""REST API (/api/v1/): the same access rules (``portal.accounts.access``), roles, intake
+and audit as the pages.
 
 An object of another clinic answers 404, like a missing one; a member without the role
 gets 403. Uploads go through the page's form (same limits) and ``ingest``."""
@@ -6,13 +7,14 @@ gets 403. Uploads go through the page's form (same limits) and ``ingest``."""
 from django.db import IntegrityError, transaction
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from classifier.models import ModelVersion, Prediction, Review
-from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role
+from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, get_for, require_role
+from portal.accounts.models import Clinic
 from portal.api.serializers import (
     BatchSerializer, CaseSerializer, ModelVersionSerializer, PredictionSerializer,
     ReviewInputSerializer, ReviewSerializer,
@@ -20,16 +22,13 @@ from portal.api.serializers import (
 from portal.api.throttles import ApiUploadThrottle
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
-from portal.cases import access
 from portal.cases.dicom_intake import UploadRefused
 from portal.cases.forms import UploadForm
 from portal.cases.models import Batch, Case
 from portal.cases.uploads import active_versions, ingest
+from portal.reviews.queue import lowest_confidence_first, review_queue
 
-
-def _require(user, clinic, roles):
-    if not has_role(user, clinic, roles):
-        raise PermissionDenied("Your role in this clinic does not allow this.")
+NO_CASE_CLINIC = "You are not a member of a clinic where you may create cases."
 
 
 class CaseList(generics.ListCreateAPIView):
@@ -40,7 +39,7 @@ class CaseList(generics.ListCreateAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Case.objects.none()
-        cases = access.cases_for(self.request.user).order_by("-last_activity_at", "-created_at")
+        cases = Case.objects.for_user(self.request.user).order_by("-last_activity_at", "-created_at")
         if ref := self.request.query_params.get("patient_ref"):
             cases = cases.filter(patient_ref__iexact=ref.strip())
         return cases
@@ -48,11 +47,10 @@ class CaseList(generics.ListCreateAPIView):
     def get_serializer(self, *args, **kwargs):
         if getattr(self, "swagger_fake_view", False):  # schema generation, no user
             return CaseSerializer(*args, **kwargs)
-        return CaseSerializer(*args, clinics=clinics_where(self.request.user, CAN_UPLOAD), **kwargs)
+        return CaseSerializer(*args, clinics=Clinic.objects.where_role(self.request.user, CAN_UPLOAD), **kwargs)
 
     def perform_create(self, serializer):
-        if not clinics_where(self.request.user, CAN_UPLOAD).exists():
-            raise PermissionDenied("You are not a member of a clinic where you may create cases.")
+        require_role(self.request.user, CAN_UPLOAD, message=NO_CASE_CLINIC)
         try:
             with transaction.atomic():
                 case = serializer.save(created_by=self.request.user)
@@ -64,7 +62,7 @@ class CaseList(generics.ListCreateAPIView):
 class CaseDetail(APIView):
     @extend_schema(responses=CaseSerializer, operation_id="v1_case_detail")
     def get(self, request, case_id):
-        case = access.get_case_for(request.user, case_id)
+        case = get_for(request.user, Case.objects, pk=case_id)
         record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic, via="api")
         return Response(CaseSerializer(case).data)
 
@@ -84,7 +82,7 @@ class CaseBatches(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Batch.objects.none()
-        case = access.get_case_for(self.request.user, self.kwargs["case_id"])
+        case = get_for(self.request.user, Case.objects, pk=self.kwargs["case_id"])
         return case.batches.prefetch_related("scans").order_by("-created_at")
 
     @extend_schema(
@@ -94,8 +92,7 @@ class CaseBatches(generics.ListAPIView):
         responses={201: BatchSerializer},
     )
     def post(self, request, case_id):
-        case = access.get_case_for(request.user, case_id)
-        _require(request.user, case.clinic, CAN_UPLOAD)
+        case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
         versions = active_versions()
         data = request.data.copy()
         if not data.getlist("models"):
@@ -124,7 +121,7 @@ class BatchDetail(APIView):
 
     @extend_schema(responses=BatchSerializer)
     def get(self, request, batch_id):
-        batch = access.get_batch_for(request.user, batch_id)
+        batch = get_for(request.user, Batch.objects.select_related("uploaded_by"), pk=batch_id)
         return Response(BatchSerializer(batch).data)
 
 
@@ -137,17 +134,21 @@ class BatchPredictions(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Prediction.objects.none()
-        batch = access.get_batch_for(self.request.user, self.kwargs["batch_id"])
+        batch = get_for(self.request.user, Batch.objects, pk=self.kwargs["batch_id"])
         record(self.request, AuditEvent.Action.CASE_VIEW, obj=batch.case, clinic=batch.case.clinic,
                batch=str(batch.pk), via="api")
         return (Prediction.objects.filter(scan__batch=batch).select_related("scan", "model_version")
                 .order_by("scan__position", "model_version__architecture", "created_at"))
 
 
+def _get_prediction(user, prediction_id, roles=None):
+    return get_for(user, Prediction.objects.select_related("model_version"), public_id=prediction_id, roles=roles)
+
+
 class PredictionDetail(APIView):
     @extend_schema(responses=PredictionSerializer)
     def get(self, request, prediction_id):
-        prediction = access.get_prediction_for(request.user, prediction_id)
+        prediction = _get_prediction(request.user, prediction_id)
         return Response(PredictionSerializer(prediction).data)
 
 
@@ -159,7 +160,7 @@ class PredictionReviews(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Review.objects.none()
-        prediction = access.get_prediction_for(self.request.user, self.kwargs["prediction_id"])
+        prediction = _get_prediction(self.request.user, self.kwargs["prediction_id"])
         return prediction.reviews.select_related("reviewer", "prediction").order_by("created_at", "id")
 
     @extend_schema(request=ReviewInputSerializer, responses={201: ReviewSerializer})
@@ -167,8 +168,7 @@ class PredictionReviews(generics.ListAPIView):
         from portal.reviews.forms import ReviewForm
         from portal.reviews.views import _save_review
 
-        prediction = access.get_prediction_for(request.user, prediction_id)
-        _require(request.user, prediction.scan.case.clinic, CAN_REVIEW)
+        prediction = _get_prediction(request.user, prediction_id, roles=CAN_REVIEW)
         if prediction.error or prediction.scan.status != "accepted":
             return Response({"detail": "This prediction cannot be reviewed."}, status=status.HTTP_400_BAD_REQUEST)
         ReviewInputSerializer(data=request.data).is_valid(raise_exception=True)
@@ -190,15 +190,8 @@ class ReviewQueue(generics.ListAPIView):
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
             return Prediction.objects.none()
-        from django.db.models import F
-        from django.db.models.functions import Abs
-
-        from portal.reviews.access import review_queue
-
-        if not clinics_where(self.request.user, CAN_REVIEW).exists():
-            raise PermissionDenied("Your role does not allow reviewing.")
-        return (review_queue(self.request.user).select_related("scan", "model_version")
-                .annotate(margin=Abs(F("probability") - 0.5)).order_by("margin", "created_at", "id"))
+        require_role(self.request.user, CAN_REVIEW, message="Your role does not allow reviewing.")
+        return lowest_confidence_first(review_queue(self.request.user).select_related("scan", "model_version"))
 
 
 class ModelVersionList(generics.ListAPIView):

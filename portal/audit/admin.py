@@ -1,10 +1,11 @@
 from django.contrib import admin
 
+from classifier.read_only_admin import ReadOnlyAdminMixin
 from portal.audit.models import AuditEvent
 
 
 @admin.register(AuditEvent)
-class AuditEventAdmin(admin.ModelAdmin):
+class AuditEventAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     """Read-only: audit events are never added, changed or deleted through the admin."""
 
     list_display = ["at", "actor_name", "action", "clinic", "object_type", "object_id", "ip_address"]
@@ -12,15 +13,3 @@ class AuditEventAdmin(admin.ModelAdmin):
     search_fields = ["actor_name", "object_id", "ip_address"]
     date_hierarchy = "at"
     list_select_related = ["clinic"]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def get_actions(self, request):
-        return {}  # not even the bulk "delete selected"

@@ -1,10 +1,11 @@
 """Names and links for the objects audit events point at, so that the audit page shows
 "Case P-0001" with a link rather than a bare id. Only objects the viewer may open are
-linked (looked up through ``portal.cases.access``); the rest show their type and short id."""
+linked (looked up through each model's ``for_user``); the rest show their type and short id."""
 
 from django.urls import reverse
 
-from portal.cases import access
+from classifier.models import PredictionJob
+from portal.cases.models import Batch, Case, Scan
 
 
 def _short(object_id):
@@ -33,24 +34,24 @@ def describe(events, user):
     known = {}
     if "case" in by_type:
         known["case"] = _lookup(
-            access.cases_for(user), by_type["case"], lambda c: f"Case {c.patient_ref}",
+            Case.objects.for_user(user), by_type["case"], lambda c: f"Case {c.patient_ref}",
             lambda c: reverse("cases:detail", kwargs={"case_id": c.pk}),
         )
     if "batch" in by_type:
         known["batch"] = _lookup(
-            access.batches_for(user).select_related("case"), by_type["batch"],
+            Batch.objects.for_user(user).select_related("case"), by_type["batch"],
             lambda b: f"Upload to {b.case.patient_ref}, {b.created_at:%Y-%m-%d %H:%M}",
             lambda b: reverse("cases:batch", kwargs={"batch_id": b.pk}),
         )
     if "scan" in by_type:
         known["scan"] = _lookup(
-            access.scans_for(user).select_related("case"), by_type["scan"],
+            Scan.objects.for_user(user).select_related("case"), by_type["scan"],
             lambda s: f"Scan {s.original_name} ({s.case.patient_ref})",
             lambda s: reverse("cases:scan", kwargs={"scan_id": s.pk}),
         )
     if "predictionjob" in by_type:
         known["predictionjob"] = _lookup(
-            access.jobs_for(user).select_related("batch__case", "model_version"), by_type["predictionjob"],
+            PredictionJob.objects.for_user(user).select_related("batch__case", "model_version"), by_type["predictionjob"],
             lambda j: f"{j.model_version.display_name} analysis of an upload to {j.batch.case.patient_ref}",
             lambda j: reverse("cases:batch", kwargs={"batch_id": j.batch_id}),
         )

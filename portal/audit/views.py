@@ -1,28 +1,25 @@
 """The audit trail page: clinic admins see their clinics' events, superusers see all."""
 
-from datetime import datetime, time
-
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db.models import Q
-from django.http import QueryDict
 from django.shortcuts import render
-from django.utils import timezone
 
-from portal.accounts.access import CAN_ADMINISTER, clinics_where
+from portal.accounts.access import CAN_ADMINISTER, role_required
+from portal.accounts.models import Clinic
 from portal.audit.models import AuditEvent
 from portal.audit.objects import describe
+from portal.list_filters import FilterForm
 
 
-class EventFilterForm(forms.Form):
+class EventFilterForm(FilterForm):
+    field_order = ["action", "actor", "clinic", "date_from", "date_to", "order"]
+
     action = forms.ChoiceField(choices=[("", "Any action"), *AuditEvent.Action.choices], required=False)
     actor = forms.CharField(required=False, max_length=150, label="Actor (username)")
     clinic = forms.ModelChoiceField(queryset=None, required=False, empty_label="All my clinics")
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     order = forms.ChoiceField(
         choices=[("newest", "Newest first"), ("oldest", "Oldest first")], required=False
     )
@@ -38,7 +35,7 @@ def visible_events(user):
     their clinics' members."""
     if user.is_superuser:
         return AuditEvent.objects.all()
-    clinics = clinics_where(user, CAN_ADMINISTER)
+    clinics = Clinic.objects.where_role(user, CAN_ADMINISTER)
     members = get_user_model().objects.filter(memberships__clinic__in=clinics)
     return AuditEvent.objects.filter(
         Q(clinic__in=clinics)
@@ -48,11 +45,9 @@ def visible_events(user):
 
 
 @login_required
+@role_required(CAN_ADMINISTER, "Only clinic admins see the audit trail.")
 def events(request):
-    clinics = clinics_where(request.user, CAN_ADMINISTER)
-    if not clinics.exists():
-        raise PermissionDenied("Only clinic admins see the audit trail.")
-    form = EventFilterForm(request.GET or None, clinics=clinics)
+    form = EventFilterForm(request.GET or None, clinics=Clinic.objects.where_role(request.user, CAN_ADMINISTER))
     qs = visible_events(request.user).select_related("clinic")
     order = "newest"
     if form.is_valid():
@@ -63,19 +58,9 @@ def events(request):
             qs = qs.filter(actor_name__iexact=data["actor"].strip())
         if data["clinic"]:
             qs = qs.filter(clinic=data["clinic"])
-        tz = timezone.get_current_timezone()
-        if data["date_from"]:
-            qs = qs.filter(at__gte=datetime.combine(data["date_from"], time.min, tz))
-        if data["date_to"]:
-            qs = qs.filter(at__lte=datetime.combine(data["date_to"], time.max, tz))
+        qs = form.filter_days(qs, "at")
         order = data["order"] or "newest"
     qs = qs.order_by("at", "id") if order == "oldest" else qs.order_by("-at", "-id")
     page = Paginator(qs, 100).get_page(request.GET.get("page"))
     page.object_list = describe(list(page.object_list), request.user)
-    kept = QueryDict(mutable=True)
-    for key in ("action", "actor", "clinic", "date_from", "date_to", "order"):
-        if request.GET.get(key):
-            kept[key] = request.GET[key]
-    return render(
-        request, "audit/events.html", {"form": form, "page": page, "filters": kept.urlencode()}
-    )
+    return render(request, "audit/events.html", {"form": form, "page": page})

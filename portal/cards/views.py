@@ -6,20 +6,20 @@ version's artifact metadata by ``ml.card``; nothing is written per version by ha
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import FileResponse, Http404
+from django.http import Http404
 from django.shortcuts import get_object_or_404, render
 from django.views.decorators.http import require_GET
 
 from classifier.models import ModelVersion
-from classifier.registry import PLOTS, plot_path
+from classifier.registry import PLOTS, plot_path, plot_response
 from ml.card import build_card
-from portal.accounts.access import clinics_for
+from portal.accounts.models import Clinic
 
 PLOT_TITLES = {"roc": "ROC curve (validation)", "confusion": "Confusion matrix (validation)"}
 
 
 def _version_for(user, version_id):
-    if not clinics_for(user).exists():
+    if not Clinic.objects.for_user(user).exists():
         raise Http404("No such model version.")
     return get_object_or_404(ModelVersion.objects.select_related("override_by"), pk=version_id)
 
@@ -38,10 +38,4 @@ def model_card(request, version_id):
 @login_required
 @require_GET
 def model_card_plot(request, version_id, kind):
-    version = _version_for(request.user, version_id)
-    found = plot_path(version, kind)
-    if found is None:
-        raise Http404("No such plot.")
-    response = FileResponse(open(found, "rb"), content_type="image/png")
-    response["Cache-Control"] = "private, max-age=300"
-    return response
+    return plot_response(_version_for(request.user, version_id), kind)

@@ -7,7 +7,22 @@ from django.db import models
 from django.db.models.functions import Lower
 from django.utils import timezone
 
-from portal.accounts.models import Clinic
+from portal.accounts.models import Clinic, ClinicScopedQuerySet
+
+
+class CaseQuerySet(ClinicScopedQuerySet):
+    clinic_path = "clinic"
+
+
+class BatchQuerySet(ClinicScopedQuerySet):
+    clinic_path = "case__clinic"
+
+
+class ScanQuerySet(ClinicScopedQuerySet):
+    clinic_path = "case__clinic"
+
+    def accepted(self):
+        return self.filter(status=Scan.Status.ACCEPTED)
 
 
 class Case(models.Model):
@@ -29,6 +44,8 @@ class Case(models.Model):
     )
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    objects = CaseQuerySet.as_manager()
 
     class Meta:
         ordering = ["-last_activity_at"]
@@ -68,6 +85,8 @@ class Batch(models.Model):
     rejected_count = models.PositiveIntegerField(default=0)
     duplicate_count = models.PositiveIntegerField(default=0)
 
+    objects = BatchQuerySet.as_manager()
+
     class Meta:
         ordering = ["-created_at"]
         verbose_name_plural = "batches"
@@ -76,13 +95,9 @@ class Batch(models.Model):
     def __str__(self):
         return f"Batch of {self.files_received} for {self.case}"
 
-    @property
-    def clinic_id(self):
-        return self.case.clinic_id
-
     def scans_for_prediction(self):
-        """The scans a prediction job on this batch covers (the classifier's contract)."""
-        return self.scans.filter(status=Scan.Status.ACCEPTED).order_by("position")
+        """The scans a prediction job on this batch covers: its accepted ones, in upload order."""
+        return self.scans.accepted().order_by("position")
 
 
 def scan_upload_path(scan, filename):
@@ -118,6 +133,8 @@ class Scan(models.Model):
     slice_position = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    objects = ScanQuerySet.as_manager()
+
     class Meta:
         ordering = ["batch", "position"]
         indexes = [
@@ -137,14 +154,6 @@ class Scan(models.Model):
 
     def __str__(self):
         return self.original_name
-
-    @classmethod
-    def accepted_scans(cls, clinic_ids=None):
-        """Accepted scans, of the given clinics or of all (the classifier's training contract)."""
-        scans = cls.objects.filter(status=cls.Status.ACCEPTED)
-        if clinic_ids:
-            scans = scans.filter(case__clinic__in=clinic_ids)
-        return scans
 
     @property
     def is_dicom(self):

@@ -1,6 +1,7 @@
 """Patient cases, batch upload, batch progress and the private scan images.
 
-Every view that takes an object id reaches the object through ``portal.cases.access``."""
+Every view that takes an object id reaches the object through
+``portal.accounts.access.get_for``."""
 
 import io
 import logging
@@ -10,7 +11,6 @@ import secrets
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
@@ -24,13 +24,13 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from classifier.jobs import RERUNNABLE, rerun_failed
-from classifier.models import Prediction
-from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role, require_role
+from classifier.models import Prediction, PredictionJob
+from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, get_for, has_role, role_required
+from portal.accounts.models import Clinic
 from portal.audit.log import record, search_term_digest
 from portal.audit.models import AuditEvent
-from portal.cases import access
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
-from portal.cases.models import Scan
+from portal.cases.models import Batch, Case, Scan
 from portal.cases.dicom_intake import UploadRefused
 from portal.cases.private_files import private as _private
 from portal.cases.private_files import serve_file, serve_stored
@@ -70,7 +70,7 @@ def _start_search(request):
 def case_list(request):
     if request.method == "POST":
         return _start_search(request)
-    cases = access.cases_for(request.user).select_related("clinic")
+    cases = Case.objects.for_user(request.user).select_related("clinic")
     token = request.GET.get("s", "")
     query = request.session.get("case_searches", {}).get(token, "") if token else ""
     if token and not query:
@@ -87,7 +87,7 @@ def case_list(request):
     )
     for case in page:
         case.scan_count = counts.get(case.pk, 0)
-    can_create = clinics_where(request.user, CAN_UPLOAD).exists()
+    can_create = Clinic.objects.where_role(request.user, CAN_UPLOAD).exists()
     return render(
         request,
         "cases/case_list.html",
@@ -97,11 +97,9 @@ def case_list(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
+@role_required(CAN_UPLOAD, "You are not a member of a clinic where you may create cases.")
 def case_create(request):
-    clinics = clinics_where(request.user, CAN_UPLOAD)
-    if not clinics.exists():
-        raise PermissionDenied("You are not a member of a clinic where you may create cases.")
-    form = CaseForm(request.POST or None, clinics=clinics)
+    form = CaseForm(request.POST or None, clinics=Clinic.objects.where_role(request.user, CAN_UPLOAD))
     if request.method == "POST" and form.is_valid():
         case = form.save(commit=False)
         case.created_by = request.user
@@ -110,7 +108,7 @@ def case_create(request):
                 case.save()
                 record(request, AuditEvent.Action.CASE_CREATE, obj=case, clinic=case.clinic)
         except IntegrityError:  # created by someone else since clean()
-            form.existing_case = access.cases_for(request.user).filter(
+            form.existing_case = Case.objects.for_user(request.user).filter(
                 clinic=case.clinic, patient_ref__iexact=case.patient_ref
             ).first()
             form.add_error("patient_ref", "A case with this patient reference already exists in this clinic.")
@@ -127,7 +125,7 @@ def _upload_form(data=None, files=None):
 @login_required
 @require_GET
 def case_detail(request, case_id):
-    case = access.get_case_for(request.user, case_id)
+    case = get_for(request.user, Case.objects, pk=case_id)
     record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic)
     return _render_case(request, case, _upload_form())
 
@@ -165,8 +163,7 @@ def _render_case(request, case, upload_form, status=200):
 @login_required
 @require_POST
 def case_upload(request, case_id):
-    case = access.get_case_for(request.user, case_id)
-    require_role(request.user, case.clinic, CAN_UPLOAD)
+    case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     form = _upload_form(request.POST, request.FILES)
     if not form.is_valid():
         messages.error(request, "The upload was not accepted; see the form below.")
@@ -214,6 +211,10 @@ def case_upload(request, case_id):
             request, "No active version for: " + ", ".join(result.missing_models) + "; not queued."
         )
     return redirect("cases:batch", batch_id=batch.pk)
+
+
+def _get_batch(user, batch_id, roles=None):
+    return get_for(user, Batch.objects.select_related("uploaded_by"), pk=batch_id, roles=roles)
 
 
 def _record_queued(request, batch, jobs):
@@ -278,7 +279,7 @@ def _failed_rows(batch, jobs):
 @login_required
 @require_GET
 def batch_detail(request, batch_id):
-    batch = access.get_batch_for(request.user, batch_id)
+    batch = _get_batch(request.user, batch_id)
     record(request, AuditEvent.Action.BATCH_VIEW, obj=batch, clinic=batch.case.clinic)
     jobs = _batch_jobs(batch)
     accepted = batch.scans.filter(status=Scan.Status.ACCEPTED).order_by("position", "id")
@@ -327,8 +328,7 @@ def batch_detail(request, batch_id):
 @require_POST
 def batch_rerun(request, batch_id):
     """Re-run the scans of this batch that could not be analysed (a new attempt each)."""
-    batch = access.get_batch_for(request.user, batch_id)
-    require_role(request.user, batch.case.clinic, CAN_UPLOAD)
+    batch = _get_batch(request.user, batch_id, roles=CAN_UPLOAD)
     with transaction.atomic():
         jobs = rerun_failed(batch)
         for job in jobs:
@@ -349,8 +349,7 @@ def batch_rerun(request, batch_id):
 @require_POST
 def batch_predict(request, batch_id):
     """Analyse a batch with models it was not analysed with yet (e.g. none was active)."""
-    batch = access.get_batch_for(request.user, batch_id)
-    require_role(request.user, batch.case.clinic, CAN_UPLOAD)
+    batch = _get_batch(request.user, batch_id, roles=CAN_UPLOAD)
     used = set(batch.prediction_jobs.values_list("model_version_id", flat=True))
     missing = {arch: v for arch, v in active_versions().items() if v.pk not in used}
     if not missing:
@@ -375,7 +374,7 @@ def batch_predict(request, batch_id):
 @login_required
 @require_GET
 def batch_progress(request, batch_id):
-    batch = access.get_batch_for(request.user, batch_id)
+    batch = _get_batch(request.user, batch_id)
     jobs = [_job_json(job) for job in _batch_jobs(batch)]
     return JsonResponse({"batch": str(batch.pk), "finished": all(j["finished"] for j in jobs), "jobs": jobs})
 
@@ -384,14 +383,14 @@ def batch_progress(request, batch_id):
 @login_required
 @require_GET
 def job_status(request, job_id):
-    job = access.get_job_for(request.user, job_id)
+    job = get_for(request.user, PredictionJob.objects.select_related("model_version"), public_id=job_id)
     return JsonResponse(_job_json(job))
 
 
 @login_required
 @require_GET
 def scan_detail(request, scan_id):
-    scan = access.get_scan_for(request.user, scan_id)
+    scan = _get_scan(request.user, scan_id)
     record(request, AuditEvent.Action.SCAN_VIEW, obj=scan, clinic=scan.case.clinic)
     predictions = (
         scan.predictions.select_related("model_version")
@@ -408,8 +407,12 @@ def scan_detail(request, scan_id):
     )
 
 
+def _get_scan(user, scan_id):
+    return get_for(user, Scan.objects.select_related("batch"), pk=scan_id)
+
+
 def _stored_scan(user, scan_id):
-    scan = access.get_scan_for(user, scan_id)
+    scan = _get_scan(user, scan_id)
     if not scan.is_accepted or not scan.file:
         raise Http404("This scan has no stored image.")
     return scan
@@ -528,7 +531,7 @@ def case_report(request, case_id):
     """The case's printable PDF report, to members of its clinic; every export is audited."""
     from portal.cases.report import build_report
 
-    case = access.get_case_for(request.user, case_id)
+    case = get_for(request.user, Case.objects, pk=case_id)
     data = build_report(
         case, make_thumbnail=make_thumbnail, min_auc=settings.MODEL_MIN_AUC,
         min_accuracy=settings.MODEL_MIN_ACCURACY, generated_by=request.user.get_username(),
@@ -549,7 +552,7 @@ def prediction_heatmap(request, prediction_id):
     from classifier.heatmaps import mark_ready, request_heatmap
     from classifier.models import HeatmapState
 
-    prediction = access.get_prediction_for(request.user, prediction_id)
+    prediction = _get_prediction(request.user, prediction_id)
     scan = prediction.scan
     if prediction.error or not scan.file:
         raise Http404("This prediction has no heatmap.")
@@ -587,7 +590,7 @@ def heatmap_view(request, prediction_id):
     The PNG itself comes from ``cases:heatmap`` (audited there when the browser loads it)."""
     from classifier.models import HeatmapState
 
-    prediction = access.get_prediction_for(request.user, prediction_id)
+    prediction = _get_prediction(request.user, prediction_id)
     scan = prediction.scan
     if prediction.error or not scan.is_accepted or not scan.file:
         raise Http404("This prediction has no heatmap.")
@@ -602,6 +605,10 @@ def heatmap_view(request, prediction_id):
         "back": _safe_back(request),
     }
     return render(request, "cases/heatmap_view.html", context)
+
+
+def _get_prediction(user, prediction_id):
+    return get_for(user, Prediction.objects.select_related("model_version"), public_id=prediction_id)
 
 
 def _safe_back(request):

@@ -13,10 +13,11 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from classifier.models import NOT_ASSESSED_TEXT, Prediction
-from portal.accounts.access import CAN_ADMINISTER, CAN_UPLOAD
+from portal.accounts.access import CAN_ADMINISTER, CAN_UPLOAD, get_for
+from portal.accounts.models import Clinic
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
-from portal.reviews.access import get_case_for, get_clinic_for
+from portal.cases.models import Case
 
 CHUNK_SIZE = 2000
 
@@ -104,7 +105,7 @@ def _stamp():
 @require_GET
 def export_case(request, case_id):
     """Any member of the case's clinic may export the case they can already see."""
-    case = get_case_for(request.user, case_id, CAN_UPLOAD)
+    case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     record(request, AuditEvent.Action.EXPORT, obj=case, clinic=case.clinic, scope="case")
     return csv_response(export_queryset(scan__case=case), f"case-{case.pk}-{_stamp()}.csv")
 
@@ -113,7 +114,7 @@ def export_case(request, case_id):
 @require_GET
 def export_clinic(request, clinic_id):
     """A whole clinic's history: clinic admins (and superusers) only."""
-    clinic = get_clinic_for(request.user, clinic_id, CAN_ADMINISTER)
+    clinic = get_for(request.user, Clinic.objects, pk=clinic_id, roles=CAN_ADMINISTER)
     record(request, AuditEvent.Action.EXPORT, obj=clinic, clinic=clinic, scope="clinic")
     return csv_response(
         export_queryset(scan__case__clinic=clinic), f"clinic-{clinic.slug}-{_stamp()}.csv"

@@ -1,6 +1,7 @@
 from django import forms
 
 from classifier.models import Label, ModelVersion, Review
+from portal.list_filters import FilterForm
 
 # Bands of |P(tumor) - 0.5|: how far the model is from a coin toss.
 CONFIDENCE_BANDS = {
@@ -15,7 +16,9 @@ SORTS = {
 }
 
 
-class QueueFilterForm(forms.Form):
+class QueueFilterForm(FilterForm):
+    field_order = ["model_version", "label", "band", "date_from", "date_to", "sort"]
+
     model_version = forms.ModelChoiceField(
         queryset=ModelVersion.objects.all(), required=False, empty_label="Any model"
     )
@@ -25,8 +28,6 @@ class QueueFilterForm(forms.Form):
         choices=[("", "Any confidence")] + [(k, v[2]) for k, v in CONFIDENCE_BANDS.items()],
         required=False,
     )
-    date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     sort = forms.ChoiceField(choices=list(SORTS.items()), required=False)
 
 

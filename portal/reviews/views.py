@@ -1,78 +1,25 @@
 """Review queue, review page, case review history and agreement figures."""
 
-from datetime import datetime, time
-
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
-from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q
-from django.db.models.functions import Abs
+from django.db.models import Count, Q
 from django.http import Http404, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.utils import timezone
 from django.views.decorators.http import require_http_methods
 
 from classifier.models import Label, ModelVersion, Prediction, Review
-from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW, CAN_UPLOAD, clinics_where
+from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW, CAN_UPLOAD, get_for, has_role, role_required
+from portal.accounts.models import Clinic
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
-from portal.reviews.access import get_case_for, get_prediction_for, review_queue
-from portal.reviews.forms import CONFIDENCE_BANDS, QueueFilterForm, ReviewForm
+from portal.cases.models import Case
+from portal.reviews.forms import QueueFilterForm, ReviewForm
+from portal.reviews.queue import filtered_queue
 
 QUEUE_PER_PAGE = 50
-QUEUE_FILTERS = ("model_version", "label", "band", "date_from", "date_to", "sort")
-
-
-def _require_some_role(user, allowed):
-    clinics = clinics_where(user, allowed)
-    if not clinics.exists():
-        raise PermissionDenied("Your role does not allow this page.")
-    return clinics
-
-
-def _filtered_queue(user, params):
-    """(form, queryset) for the queue filtered and sorted by ``params`` (a QueryDict)."""
-    form = QueueFilterForm(params or None)
-    queue = review_queue(user).select_related("scan__case__clinic", "model_version")
-    sort = "confidence"
-    if form.is_valid():
-        data = form.cleaned_data
-        if data["model_version"]:
-            queue = queue.filter(model_version=data["model_version"])
-        if data["label"]:
-            queue = queue.filter(label=data["label"])
-        if data["band"]:
-            low, high, _ = CONFIDENCE_BANDS[data["band"]]
-            queue = queue.annotate(margin=Abs(F("probability") - 0.5)).filter(
-                margin__gte=low, margin__lt=high
-            )
-        tz = timezone.get_current_timezone()
-        if data["date_from"]:
-            queue = queue.filter(created_at__gte=datetime.combine(data["date_from"], time.min, tz))
-        if data["date_to"]:
-            queue = queue.filter(created_at__lte=datetime.combine(data["date_to"], time.max, tz))
-        sort = data["sort"] or "confidence"
-    if sort == "newest":
-        queue = queue.order_by("-created_at", "-id")
-    elif sort == "oldest":
-        queue = queue.order_by("created_at", "id")
-    else:
-        queue = queue.annotate(margin=Abs(F("probability") - 0.5)).order_by(
-            "margin", "created_at", "id"
-        )
-    return form, queue
-
-
-def _filter_query(params):
-    """The queue filters of ``params`` as a query string (nothing else is carried)."""
-    kept = QueryDict(mutable=True)
-    for key in QUEUE_FILTERS:
-        if params.get(key):
-            kept[key] = params[key]
-    return kept.urlencode()
 
 
 def _with_query(url, query):
@@ -80,9 +27,9 @@ def _with_query(url, query):
 
 
 @login_required
+@role_required(CAN_REVIEW)
 def queue(request):
-    _require_some_role(request.user, CAN_REVIEW)
-    form, predictions = _filtered_queue(request.user, request.GET)
+    form, predictions = filtered_queue(request.user, request.GET)
     # Sort and page on the narrow rows (ids), then load the page's 50 with their relations:
     # sorting every waiting prediction with all its joined columns costs several times more.
     page = Paginator(predictions.values_list("pk", flat=True), QUEUE_PER_PAGE).get_page(request.GET.get("page"))
@@ -96,22 +43,22 @@ def queue(request):
     return render(
         request,
         "reviews/queue.html",
-        {"form": form, "page": page, "filters": _filter_query(request.GET)},
+        {"form": form, "page": page, "filters": form.kept_query()},
     )
 
 
 @login_required
 @require_http_methods(["GET", "POST"])
 def review(request, prediction_id):
-    prediction = get_prediction_for(request.user, prediction_id, CAN_REVIEW)
+    prediction = get_for(
+        request.user, Prediction.objects.select_related("model_version"), public_id=prediction_id, roles=CAN_REVIEW
+    )
     if prediction.error or prediction.scan.status != "accepted":
         raise Http404("This prediction cannot be reviewed.")
     # The queue's filters ride along as one hidden field: the review form has a "label"
     # field of its own, which must not be mistaken for the queue's label filter.
-    if request.method == "POST":
-        filters = _filter_query(QueryDict(request.POST.get("queue_filters", "")))
-    else:
-        filters = _filter_query(request.GET)
+    params = QueryDict(request.POST.get("queue_filters", "")) if request.method == "POST" else request.GET
+    filters = QueueFilterForm(params).kept_query()
     form = ReviewForm(request.POST or None, prediction=prediction)
     if request.method == "POST" and form.is_valid():
         created = _save_review(request, prediction, form.cleaned_data)
@@ -125,7 +72,7 @@ def review(request, prediction_id):
                 f"{created.get_verdict_display()}: {prediction.scan} is "
                 f"{Label(created.label).label.lower()}.",
             )
-        _, remaining = _filtered_queue(request.user, QueryDict(filters))
+        _, remaining = filtered_queue(request.user, QueryDict(filters))
         following = remaining.exclude(pk=prediction.pk).first()
         if following is None:
             messages.info(request, "The review queue is empty.")
@@ -188,7 +135,7 @@ HISTORY_SCANS_PER_PAGE = 25
 def case_history(request, case_id):
     """Every prediction of the case's scans with every reviewer's verdict, oldest scan first,
     a page of scans at a time (the CSV export has them all)."""
-    case = get_case_for(request.user, case_id, CAN_UPLOAD)
+    case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     scans = case.scans.filter(status="accepted").order_by("created_at", "position", "id")
     page = Paginator(scans, HISTORY_SCANS_PER_PAGE).get_page(request.GET.get("page"))
     by_scan = {scan.pk: {"scan": scan, "predictions": [], "reviews": []} for scan in page}
@@ -214,7 +161,7 @@ def case_history(request, case_id):
             "case": case,
             "page": page,
             "rows": list(by_scan.values()),
-            "can_review": clinics_where(request.user, CAN_REVIEW).filter(pk=case.clinic_id).exists(),
+            "can_review": has_role(request.user, case.clinic, CAN_REVIEW),
         },
     )
 
@@ -259,8 +206,9 @@ def agreement_rows(clinics):
 
 
 @login_required
+@role_required(CAN_ADMINISTER)
 def agreement(request):
-    clinics = _require_some_role(request.user, CAN_ADMINISTER)
+    clinics = Clinic.objects.where_role(request.user, CAN_ADMINISTER)
     chosen = request.GET.get("clinic")
     if chosen:
         clinics = clinics.filter(pk=chosen) if _is_uuid(chosen) else clinics.none()
@@ -271,7 +219,7 @@ def agreement(request):
         "reviews/agreement.html",
         {
             "rows": agreement_rows(clinics),
-            "clinics": clinics_where(request.user, CAN_ADMINISTER),
+            "clinics": Clinic.objects.where_role(request.user, CAN_ADMINISTER),
             "chosen": chosen or "",
         },
     )

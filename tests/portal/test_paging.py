@@ -113,3 +113,30 @@ def test_case_list_review_queue_and_audit_list_are_bounded(
     with django_assert_max_num_queries(MAX_QUERIES):
         html = admin.get(reverse("audit:events")).content.decode()
     assert html.count("<tr") <= 101
+
+
+def test_the_queue_and_audit_pagers_keep_the_filters(client_for, alice, bob, carol, clinic_a, versions):
+    """Both lists page through the shared pager include, which keeps the filters in its links."""
+    from portal.audit.models import AuditEvent
+
+    big_case(clinic_a, alice, scans=70, versions=versions)  # 140 predictions, 70 per model
+    AuditEvent.objects.bulk_create(
+        AuditEvent(actor=alice, actor_name="alice", clinic=clinic_a, action="case_view") for _ in range(130)
+    )
+    reviewer = client_for(bob)
+    url = reverse("reviews:queue")
+    filters = {"model_version": versions[1].pk, "sort": "oldest"}
+    html = reviewer.get(url, filters).content.decode()
+    query = _next_link(html, "page")
+    assert f"model_version={versions[1].pk}" in query and "sort=oldest" in query
+    second = reviewer.get(f"{url}?{query}")
+    assert [p.model_version_id for p in second.context["page"]] == [versions[1].pk] * 20
+    assert "Page 2 of 2" in second.content.decode()
+
+    url = reverse("audit:events")
+    html = client_for(carol).get(url, {"action": "case_view", "order": "oldest"}).content.decode()
+    query = _next_link(html, "page")
+    assert "action=case_view" in query and "order=oldest" in query
+    second = client_for(carol).get(f"{url}?{query}")
+    assert {e.action for e in second.context["page"].object_list} == {"case_view"}
+    assert len(second.context["page"].object_list) == 30

@@ -554,7 +554,7 @@ def prediction_heatmap(request, prediction_id):
 
     prediction = _get_prediction(request.user, prediction_id)
     scan = prediction.scan
-    if prediction.error or not scan.file:
+    if prediction.error or prediction.probability is None or not scan.file:
         raise Http404("This prediction has no heatmap.")
     if not _file_exists(scan.file.name):
         return _image_gone(request, scan)
@@ -592,7 +592,7 @@ def heatmap_view(request, prediction_id):
 
     prediction = _get_prediction(request.user, prediction_id)
     scan = prediction.scan
-    if prediction.error or not scan.is_accepted or not scan.file:
+    if prediction.error or prediction.probability is None or not scan.is_accepted or not scan.file:
         raise Http404("This prediction has no heatmap.")
     if not _file_exists(scan.file.name):
         return _image_gone(request, scan)

@@ -97,7 +97,7 @@ def test_the_worker_stores_the_gate_fields_of_each_result(clinic_a, alice):
     _, batch, scans = case_with_scans(clinic_a, alice, 2)
     job = PredictionJob.objects.create(batch=batch, model_version=version, total=2, status=JobStatus.RUNNING)
     chunk = PredictionChunk.objects.create(job=job, round=1, index=0, scan_ids=[str(s.pk) for s in scans])
-    gated = SimpleNamespace(probability=0.41, label=None, error=None, ood_score=9.1, assessed=False)
+    gated = ImagePrediction(0.41, None, None, ood_score=9.1, assessed=False)
     _save(chunk, scans, [ImagePrediction(0.93, "tumor"), gated])
     first, second = (Prediction.objects.get(scan=s) for s in scans)
     assert (first.assessed, first.ood_score, first.label) == (True, None, "tumor")

@@ -1,8 +1,9 @@
 """Prepare a fresh machine and run the portal or the tests. Standard library only.
 
 Used by ``python3 manage.py start`` and ``python3 manage.py runtests``: it makes the
-virtual environment in .venv, installs requirements.txt when it changed, installs the
-Debian packages the browser tests need, then hands over to the real programs.
+virtual environment in .venv, installs requirements.txt (``start``: the runtime packages) or
+tests/requirements.txt (``runtests``: those plus the test and check tools) when they changed,
+installs the Debian packages the browser tests need, then hands over to the real programs.
 Every step is skipped when already done, so both commands are idempotent.
 """
 
@@ -17,8 +18,11 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("NEUROAI_VENV", BASE_DIR / ".venv"))
 PYTHON = VENV / "bin" / "python"
-REQUIREMENTS = BASE_DIR / "requirements.txt"
-STAMP = VENV / ".requirements.sha256"
+RUNTIME_REQUIREMENTS = BASE_DIR / "requirements.txt"
+TEST_REQUIREMENTS = BASE_DIR / "tests" / "requirements.txt"  # starts with -r ../requirements.txt
+# What was installed, as the SHA-256 of the requirement files' contents: a changed file reinstalls.
+RUNTIME_STAMP = VENV / ".neuroai-runtime-requirements.sha256"
+TEST_STAMP = VENV / ".neuroai-test-requirements.sha256"
 TEST_APT_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/bin/docker-compose": "docker-compose"}
 
 
@@ -26,17 +30,37 @@ def say(message):
     print(f"[neuroai] {message}", flush=True)
 
 
-def ensure_venv():
+def requirements_hash(*files):
+    """One SHA-256 over the files' contents, in order (the test file includes the runtime one)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def is_installed(stamp, *files):
+    return stamp.is_file() and stamp.read_text().strip() == requirements_hash(*files)
+
+
+def ensure_venv(tests=False):
+    """The virtual environment with the runtime packages, and with the test packages too when
+    ``tests`` (tests/requirements.txt pulls in requirements.txt, so one install serves both)."""
     if not PYTHON.exists():
         say(f"creating the virtual environment in {VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        say("installing requirements.txt (a minute or two the first time)")
-        pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
-        STAMP.write_text(wanted)
+    if tests:
+        wanted = [(TEST_STAMP, (RUNTIME_REQUIREMENTS, TEST_REQUIREMENTS)), (RUNTIME_STAMP, (RUNTIME_REQUIREMENTS,))]
+    else:
+        wanted = [(RUNTIME_STAMP, (RUNTIME_REQUIREMENTS,))]
+    if all(is_installed(stamp, *files) for stamp, files in wanted):
+        return
+    requirements = wanted[0][1][-1]  # tests/requirements.txt installs requirements.txt too
+    say(f"installing {requirements.relative_to(BASE_DIR)} (a minute or two the first time)")
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-r", str(requirements)], check=True)
+    for stamp, files in wanted:
+        stamp.write_text(requirements_hash(*files))
 
 
 def ensure_apt_packages(wanted):
@@ -137,5 +161,5 @@ def runtests(args):
 
 
 def main(command, args):
-    ensure_venv()
+    ensure_venv(tests=command == "runtests")
     return {"start": start, "runtests": runtests}[command](args)

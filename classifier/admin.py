@@ -88,7 +88,8 @@ def _card_meta(version):
 
 @admin.register(ModelVersion)
 class ModelVersionAdmin(admin.ModelAdmin):
-    list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at", "imported_by"]
+    list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at",
+                    "imported_by"]
     list_filter = ["architecture", "is_active"]
     search_fields = ["version", "artifact_sha256"]
     ordering = ["architecture", "-created_at"]
@@ -187,7 +188,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
     def get_urls(self):
         urls = [
             path("import/", self.admin_site.admin_view(self.import_view), name="classifier_modelversion_import"),
-            path("<int:pk>/plot/<str:kind>.png", self.admin_site.admin_view(self.plot_view), name="classifier_modelversion_plot"),
+            path("<int:pk>/plot/<str:kind>.png", self.admin_site.admin_view(self.plot_view),
+                 name="classifier_modelversion_plot"),
         ]
         return urls + super().get_urls()
 
@@ -212,7 +214,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
                 state = "and activated it" if version.is_active else "(inactive)"
                 self.message_user(request, f"Imported {version} {state}.", messages.SUCCESS)
                 return redirect("admin:classifier_modelversion_change", version.pk)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "title": "Import a model artifact"}
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "Import a model artifact"}
         return TemplateResponse(request, "admin/classifier/modelversion/import.html", context)
 
     def plot_view(self, request, pk, kind):
@@ -265,7 +268,8 @@ class ModelVersionAdmin(admin.ModelAdmin):
             except ActivationRefused as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            self.message_user(request, f"{version} is now active; running and earlier jobs keep their version.", messages.SUCCESS)
+            self.message_user(request, f"{version} is now active; running and earlier jobs keep their version.",
+                              messages.SUCCESS)
         return None
 
 
@@ -301,7 +305,8 @@ class PredictionChunkAdmin(ReadOnlyAdmin):
 
 @admin.register(PredictionJob)
 class PredictionJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "batch", "model_version", "status", "attempt", "done", "failed", "total", "created_at", "finished_at"]
+    list_display = ["id", "batch", "model_version", "status", "attempt", "done", "failed", "total", "created_at",
+                    "finished_at"]
     list_filter = ["status", "model_version__architecture", "batch__case__clinic"]
     search_fields = ["=id", "batch__case__patient_ref", "user_error", "admin_error"]
     readonly_fields = [f.name for f in PredictionJob._meta.fields]
@@ -330,12 +335,14 @@ class PredictionJobAdmin(admin.ModelAdmin):
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
                 rerun(job)
-                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt, round=job.round)
+                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.clinic_id, attempt=job.attempt,
+                         round=job.round)
                 done += 1
         if done:
             self.message_user(request, f"Re-running {done} job(s).", messages.SUCCESS)
         if skipped:
-            self.message_user(request, f"Not re-run (only failed, partial or cancelled jobs can be): {', '.join(skipped)}.", messages.WARNING)
+            self.message_user(request, "Not re-run (only failed, partial or cancelled jobs can be): "
+                              f"{', '.join(skipped)}.", messages.WARNING)
 
     @admin.action(description="Cancel the selected queued or running jobs", permissions=["change"])
     def cancel(self, request, queryset):
@@ -351,7 +358,8 @@ class PredictionJobAdmin(admin.ModelAdmin):
                 announce("job_cancel", request=request, obj=job, clinic_id=job.batch.clinic_id)
                 done += 1
         if done:
-            self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of scans.", messages.SUCCESS)
+            self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of "
+                              "scans.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Not cancelled (already finished): {', '.join(skipped)}.", messages.WARNING)
 
@@ -361,8 +369,10 @@ HED_WEIGHTS = HED_BACKBONE  # resolved to the verified local file by the worker 
 
 class TrainingStartForm(forms.Form):
     architecture = forms.ChoiceField(choices=Architecture.choices)
-    epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300, help_text="Epochs of the head on the frozen backbone (early stopping).")
-    fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0, help_text="Epochs of fine-tuning the top block afterwards (0: none).")
+    epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300,
+                                help_text="Epochs of the head on the frozen backbone (early stopping).")
+    fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0,
+                                          help_text="Epochs of fine-tuning the top block afterwards (0: none).")
     input_size = forms.IntegerField(min_value=32, max_value=512, initial=160)
     weights = forms.ChoiceField(
         label="Backbone weights",
@@ -417,7 +427,8 @@ def imagenet_available():
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "architecture", "status", "percent", "requested_by", "created_at", "finished_at", "result_version"]
+    list_display = ["id", "architecture", "status", "percent", "requested_by", "created_at", "finished_at",
+                    "result_version"]
     list_filter = ["status", "architecture"]
     search_fields = ["=id", "log", "user_error"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
@@ -433,7 +444,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
     def get_urls(self):
         return [
             path("start/", self.admin_site.admin_view(self.start_view), name="classifier_trainingrun_start"),
-            path("<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="classifier_trainingrun_status"),
+            path("<int:pk>/status.json", self.admin_site.admin_view(self.status_view),
+                 name="classifier_trainingrun_status"),
         ] + super().get_urls()
 
     def start_view(self, request):
@@ -459,7 +471,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
             except TrainingError as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(request, "Training started; the new version stays inactive until you activate it.", messages.SUCCESS)
+                self.message_user(request, "Training started; the new version stays inactive until you activate it.",
+                                  messages.SUCCESS)
                 return redirect("admin:classifier_trainingrun_change", run.pk)
         context = {
             **self.admin_site.each_context(request),

@@ -12,9 +12,8 @@ def get_engine():
     global _engine
     with _lock:
         if _engine is None:
-            from ml.engine import InferenceEngine
-
             from classifier.intake import intake_limits
+            from ml.engine import InferenceEngine
 
             _engine = InferenceEngine(
                 intra_op_threads=settings.TF_INTRA_OP_THREADS,

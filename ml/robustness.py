@@ -70,7 +70,7 @@ def change_features(fmodel, ds, indices, input_size: int, crop: bool, intensity:
                                              input_size, crop, intensity) for i in indices])
             got = list(run_model(fmodel, arrays, progress=progress, what=f"features, change {name}"))
             if cache:
-                for s, f in zip(shas, got):
+                for s, f in zip(shas, got, strict=True):
                     cache.put(s, key, f)
                 cache.save()
         elif progress:

@@ -93,7 +93,8 @@ class NeuroAICollector:
             except Exception:  # noqa: BLE001 -- one part down must not hide the others
                 log.exception("metrics: could not read %s", part)
                 errors[part] = 1
-        family = GaugeMetricFamily("neuroai_scrape_error", "1 when this part could not be read in this scrape.", labels=["part"])
+        family = GaugeMetricFamily("neuroai_scrape_error", "1 when this part could not be read in this scrape.",
+                                   labels=["part"])
         for part, value in errors.items():
             family.add_metric([part], value)
         yield family
@@ -176,7 +177,8 @@ class NeuroAICollector:
             not_assessed=Count("pk", filter=Q(error="", assessed=False)),
             recent=Count("pk", filter=Q(error="", created_at__gte=now - timedelta(seconds=RATE_WINDOW_SECONDS))),
         )
-        yield CounterMetricFamily("neuroai_predictions_stored", "Predictions stored (successful results).", value=counts["stored"])
+        yield CounterMetricFamily("neuroai_predictions_stored", "Predictions stored (successful results).",
+                                  value=counts["stored"])
         yield CounterMetricFamily(
             "neuroai_prediction_failures", "Failed prediction attempts kept on record (scan could not be analysed).",
             value=counts["failed"],

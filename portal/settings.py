@@ -284,7 +284,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Notifications (portal/notifications): e-mail when a batch finishes (opt-in per user; the
-# e-mail settings above) and a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times WEBHOOK_RETRY_SECONDS x 2^n apart.
+# e-mail settings above) and a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times
+# WEBHOOK_RETRY_SECONDS x 2^n apart.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:8000")
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 30, minimum=0)

@@ -166,7 +166,8 @@ def mfa_verify(request):
                 record(request, AuditEvent.Action.MFA_VERIFIED)
             return redirect(_next_url(request))
         else:
-            record(request, AuditEvent.Action.MFA_FAILED, step="sign-in", kind="app" if form.is_app_code else "recovery")
+            record(request, AuditEvent.Action.MFA_FAILED, step="sign-in",
+                   kind="app" if form.is_app_code else "recovery")
             form.add_error(
                 "code",
                 "That code did not work. Codes from the app change every 30 seconds; "
@@ -185,7 +186,8 @@ def mfa_recovery_codes(request):
     if request.method == "POST":
         codes = _new_recovery_codes(request.user)
         record(request, AuditEvent.Action.MFA_ENROLLED, device="recovery codes")
-        return render(request, "registration/mfa_recovery_codes.html", {"codes": codes, "next": reverse_lazy(settings.LOGIN_REDIRECT_URL)})
+        return render(request, "registration/mfa_recovery_codes.html",
+                      {"codes": codes, "next": reverse_lazy(settings.LOGIN_REDIRECT_URL)})
     device = StaticDevice.objects.filter(user=request.user, name=RECOVERY_DEVICE_NAME).first()
     left = device.token_set.count() if device else 0
     return render(request, "registration/mfa_recovery_status.html", {"left": left})

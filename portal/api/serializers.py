@@ -14,7 +14,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "architecture", "version", "display_name", "threshold", "is_active", "created_at", "activated_at"]
+        fields = ["id", "architecture", "version", "display_name", "threshold", "is_active", "created_at",
+                  "activated_at"]
 
 
 class CaseSerializer(serializers.ModelSerializer):

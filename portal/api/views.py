@@ -14,8 +14,12 @@ from rest_framework.views import APIView
 from classifier.models import ModelVersion, Prediction, Review
 from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role
 from portal.api.serializers import (
-    BatchSerializer, CaseSerializer, ModelVersionSerializer, PredictionSerializer,
-    ReviewInputSerializer, ReviewSerializer,
+    BatchSerializer,
+    CaseSerializer,
+    ModelVersionSerializer,
+    PredictionSerializer,
+    ReviewInputSerializer,
+    ReviewSerializer,
 )
 from portal.api.throttles import ApiUploadThrottle
 from portal.audit.log import record
@@ -58,7 +62,8 @@ class CaseList(generics.ListCreateAPIView):
                 case = serializer.save(created_by=self.request.user)
                 record(self.request, AuditEvent.Action.CASE_CREATE, obj=case, clinic=case.clinic, via="api")
         except IntegrityError:
-            raise ValidationError({"patient_ref": "A case with this patient reference already exists in this clinic."}) from None
+            raise ValidationError(
+                {"patient_ref": "A case with this patient reference already exists in this clinic."}) from None
 
 
 class CaseDetail(APIView):

@@ -19,8 +19,15 @@ from django.conf import settings
 from django.template.defaultfilters import pluralize
 
 from ml.dicom import (
-    DicomRejected, check_dataset, check_frame_content, check_intake_limits, frame_count, frames_to_rgb,
-    is_dicom, read_dataset, series_info,
+    DicomRejected,
+    check_dataset,
+    check_frame_content,
+    check_intake_limits,
+    frame_count,
+    frames_to_rgb,
+    is_dicom,
+    read_dataset,
+    series_info,
 )
 from ml.intake import ImageRejected
 from portal.cases.archives import ArchiveLimits, ArchiveRefused, is_zip, unpack
@@ -94,7 +101,8 @@ class DicomIntake:
             for entry_name, data in entries:
                 shown = f"{name}/{entry_name}"[:255]
                 if not is_dicom(data):
-                    out.append(_rejected(self.make, shown, len(data), "not a DICOM file (an archive may hold DICOM files only)"))
+                    out.append(_rejected(self.make, shown, len(data),
+                                         "not a DICOM file (an archive may hold DICOM files only)"))
                     continue
                 out += self.dicom(shown, data, limits)
             return out
@@ -114,7 +122,7 @@ class DicomIntake:
         info = series_info(ds)
         singles = [ds] if len(frames) == 1 else split_frames(ds)
         out = []
-        for frame, single in zip(frames, singles):
+        for frame, single in zip(frames, singles, strict=True):
             shown = name if len(frames) == 1 else f"{name} [frame {frame.index + 1}]"[:255]
             try:
                 check_frame_content(frame.image, limits)

@@ -29,9 +29,9 @@ from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_ro
 from portal.audit.log import record, search_term_digest
 from portal.audit.models import AuditEvent
 from portal.cases import access
+from portal.cases.dicom_intake import UploadRefused
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
 from portal.cases.models import Scan
-from portal.cases.dicom_intake import UploadRefused
 from portal.cases.private_files import private as _private
 from portal.cases.private_files import serve_file, serve_stored
 from portal.cases.refs import normalize_patient_ref
@@ -313,7 +313,8 @@ def batch_detail(request, batch_id):
         "rejected_page": rejected_page,
         "any_result": bool(jobs) and Prediction.objects.filter(scan__batch=batch).exists(),
         "all_finished": all(job.is_finished for job in jobs),
-        "predict_form": PredictForm(choices=model_choices(missing)) if missing and result_page.paginator.count else None,
+        "predict_form": (PredictForm(choices=model_choices(missing))
+                         if missing and result_page.paginator.count else None),
         "show_admin_errors": request.user.is_superuser,
         "failed_rows": _failed_rows(batch, jobs),
         "can_rerun": has_role(request.user, batch.case.clinic, CAN_UPLOAD)
@@ -452,9 +453,8 @@ def scan_image(request, scan_id):
 
 def render_dicom(data):
     """The stored (de-identified) DICOM as the model sees it: 8-bit RGB, see ml.dicom."""
-    from ml.intake import decode_image
-
     from classifier.intake import intake_limits
+    from ml.intake import decode_image
 
     return decode_image(data, intake_limits()).image
 

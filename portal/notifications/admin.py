@@ -13,7 +13,8 @@ class ClinicWebhookAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """The delivery log: every event, its attempts and the endpoint's last answer."""
 
-    list_display = ["created_at", "webhook", "event", "status", "attempts", "last_status_code", "last_error", "delivered_at"]
+    list_display = ["created_at", "webhook", "event", "status", "attempts", "last_status_code", "last_error",
+                    "delivered_at"]
     list_filter = ["status", "event"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 

@@ -9,7 +9,8 @@ from django.utils import timezone
 
 
 class NotificationPreference(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="notification_preference")
     email_on_batch_finished = models.BooleanField(
         "e-mail me when my upload has been analysed", default=False
     )

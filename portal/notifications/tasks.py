@@ -87,7 +87,8 @@ def email_body(batch, payload):
         f"rejected {payload['rejected']}, duplicates {payload['duplicates']}.",
     ]
     for job in payload["jobs"]:
-        lines.append(f"{job['model']}: {job['status']} ({job['done']} of {job['total']} analysed, {job['failed']} failed)")
+        lines.append(f"{job['model']}: {job['status']} "
+                     f"({job['done']} of {job['total']} analysed, {job['failed']} failed)")
     link = settings.PORTAL_BASE_URL.rstrip("/") + reverse("cases:batch", kwargs={"batch_id": batch.pk})
     lines += ["", f"Results (login required): {link}", "",
               "Decision support only: every result must be confirmed by a qualified clinician.",

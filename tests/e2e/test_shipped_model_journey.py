@@ -72,7 +72,8 @@ def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_
     # The out-of-distribution gate, through the real worker: the noise gets no label.
     noise = stored["noise.png"]
     assert (noise.assessed, noise.label) == (False, "") and noise.probability is not None
-    assert noise.ood_score > json.loads((SHIPPED_DIR / "vgg16" / "ship.json").read_text())["metadata"]["ood"]["threshold"]
+    ship = json.loads((SHIPPED_DIR / "vgg16" / "ship.json").read_text())
+    assert noise.ood_score > ship["metadata"]["ood"]["threshold"]
     not_assessed = page.locator("#results td.cell .not-assessed")
     expect(not_assessed).to_have_count(1)
     expect(not_assessed).to_have_text(

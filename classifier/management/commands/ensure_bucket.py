@@ -44,4 +44,5 @@ class Command(BaseCommand):
             client.delete_object(Bucket=settings.S3_BUCKET, Key=key)
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(f"The bucket {settings.S3_BUCKET} is not usable: {exc}") from exc
-        self.stdout.write(self.style.SUCCESS(f"The bucket {settings.S3_BUCKET} is ready (private; write, read and delete work)."))
+        self.stdout.write(self.style.SUCCESS(
+            f"The bucket {settings.S3_BUCKET} is ready (private; write, read and delete work)."))

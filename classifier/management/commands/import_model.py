@@ -12,7 +12,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("path", help="artifact directory (or its metadata.json)")
-        parser.add_argument("--name", dest="version_name", help="version name (default: from metadata, else a timestamp)")
+        parser.add_argument("--name", dest="version_name",
+                            help="version name (default: from metadata, else a timestamp)")
         parser.add_argument("--activate", action="store_true", help="make it the active version")
         parser.add_argument(
             "--override-reason",

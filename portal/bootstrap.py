@@ -13,7 +13,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("NEUROAI_VENV", BASE_DIR / ".venv"))
@@ -26,11 +28,11 @@ TEST_STAMP = VENV / ".neuroai-test-requirements.sha256"
 TEST_APT_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/bin/docker-compose": "docker-compose"}
 
 
-def say(message):
+def say(message: str) -> None:
     print(f"[neuroai] {message}", flush=True)
 
 
-def requirements_hash(*files):
+def requirements_hash(*files: Path) -> str:
     """One SHA-256 over the files' contents, in order (the test file includes the runtime one)."""
     digest = hashlib.sha256()
     for path in files:
@@ -38,11 +40,11 @@ def requirements_hash(*files):
     return digest.hexdigest()
 
 
-def is_installed(stamp, *files):
+def is_installed(stamp: Path, *files: Path) -> bool:
     return stamp.is_file() and stamp.read_text().strip() == requirements_hash(*files)
 
 
-def ensure_venv(tests=False):
+def ensure_venv(tests: bool = False) -> None:
     """The virtual environment with the runtime packages, and with the test packages too when
     ``tests`` (tests/requirements.txt pulls in requirements.txt, so one install serves both)."""
     if not PYTHON.exists():
@@ -63,7 +65,7 @@ def ensure_venv(tests=False):
         stamp.write_text(requirements_hash(*files))
 
 
-def ensure_apt_packages(wanted):
+def ensure_apt_packages(wanted: Mapping[str, str]) -> None:
     missing = [package for path, package in wanted.items() if not Path(path).exists()]
     if not missing:
         return
@@ -77,7 +79,7 @@ def ensure_apt_packages(wanted):
     )
 
 
-def manage(*args, env):
+def manage(*args: str, env: Mapping[str, str]) -> None:
     subprocess.run([str(PYTHON), str(BASE_DIR / "manage.py"), *args], check=True, env=env)
 
 
@@ -85,7 +87,7 @@ DEV_ENV_FILE = Path(os.environ.get("NEUROAI_ENV_FILE", BASE_DIR / ".env"))
 DATA_DIR = Path(os.environ.get("NEUROAI_DATA_DIR", BASE_DIR / "var"))
 
 
-def ensure_dev_env_file():
+def ensure_dev_env_file() -> None:
     """Write .env with the development settings once, so that every manage.py command (and
     gunicorn or celery run by hand) works in this checkout without exporting anything."""
     if DEV_ENV_FILE.exists():
@@ -102,17 +104,17 @@ def ensure_dev_env_file():
     say(f"wrote the development settings to {DEV_ENV_FILE}")
 
 
-def _stop_on_sigterm(signum, frame):
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def ensure_data_dirs():
+def ensure_data_dirs() -> None:
     """The data folder, and the embedded filesystem broker's folders (settings makes none)."""
     for sub in ("", "broker/queue", "broker/processed", "broker/control"):
         (DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
 
 
-def start(args):
+def start(args: list[str]) -> int:
     port = args[0] if args else os.environ.get("PORT", "8000")
     ensure_dev_env_file()
     ensure_data_dirs()
@@ -151,7 +153,7 @@ def start(args):
     return 0
 
 
-def runtests(args):
+def runtests(args: list[str]) -> int:
     ensure_apt_packages(TEST_APT_PACKAGES)
     env = {**os.environ}
     # tests/env.py gives each run its own PostgreSQL database and Redis key prefix.
@@ -160,6 +162,6 @@ def runtests(args):
     return subprocess.run(pytest, env=env, cwd=BASE_DIR).returncode
 
 
-def main(command, args):
+def main(command: str, args: list[str]) -> int:
     ensure_venv(tests=command == "runtests")
     return {"start": start, "runtests": runtests}[command](args)

@@ -1,7 +1,9 @@
+from django.http import HttpRequest
+
 from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW, clinics_where
 
 
-def memberships(request):
+def memberships(request: HttpRequest) -> dict[str, bool]:
     """Navigation flags: which sections the signed-in user may open."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

@@ -3,16 +3,25 @@
 An object of another clinic answers 404, like a missing one; a member without the role
 gets 403. Uploads go through the page's form (same limits) and ``ingest``."""
 
+from typing import Any, cast
+
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
+from django.db.models import QuerySet
+from django.http import QueryDict
 from drf_spectacular.utils import extend_schema
 from rest_framework import generics, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
+from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.serializers import BaseSerializer
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from classifier.models import ModelVersion, Prediction, Review
 from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role
+from portal.accounts.models import Clinic, Role
 from portal.api.serializers import (
     BatchSerializer,
     CaseSerializer,
@@ -31,7 +40,12 @@ from portal.cases.models import Batch, Case
 from portal.cases.uploads import active_versions, ingest
 
 
-def _require(user, clinic, roles):
+def _user(request: Request) -> User:
+    """The signed-in user: REST_FRAMEWORK's default permission, IsAuthenticated, lets no one else in."""
+    return cast(User, request.user)
+
+
+def _require(user: User, clinic: Clinic, roles: set[Role]) -> None:
     if not has_role(user, clinic, roles):
         raise PermissionDenied("Your role in this clinic does not allow this.")
 
@@ -41,25 +55,25 @@ class CaseList(generics.ListCreateAPIView):
 
     serializer_class = CaseSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Case]:
         if getattr(self, "swagger_fake_view", False):
             return Case.objects.none()
-        cases = access.cases_for(self.request.user).order_by("-last_activity_at", "-created_at")
+        cases = access.cases_for(_user(self.request)).order_by("-last_activity_at", "-created_at")
         if ref := self.request.query_params.get("patient_ref"):
             cases = cases.filter(patient_ref__iexact=ref.strip())
         return cases
 
-    def get_serializer(self, *args, **kwargs):
+    def get_serializer(self, *args: Any, **kwargs: Any) -> CaseSerializer:
         if getattr(self, "swagger_fake_view", False):  # schema generation, no user
             return CaseSerializer(*args, **kwargs)
-        return CaseSerializer(*args, clinics=clinics_where(self.request.user, CAN_UPLOAD), **kwargs)
+        return CaseSerializer(*args, clinics=clinics_where(_user(self.request), CAN_UPLOAD), **kwargs)
 
-    def perform_create(self, serializer):
-        if not clinics_where(self.request.user, CAN_UPLOAD).exists():
+    def perform_create(self, serializer: BaseSerializer[Case]) -> None:
+        if not clinics_where(_user(self.request), CAN_UPLOAD).exists():
             raise PermissionDenied("You are not a member of a clinic where you may create cases.")
         try:
             with transaction.atomic():
-                case = serializer.save(created_by=self.request.user)
+                case = serializer.save(created_by=_user(self.request))
                 record(self.request, AuditEvent.Action.CASE_CREATE, obj=case, clinic=case.clinic, via="api")
         except IntegrityError:
             raise ValidationError(
@@ -68,8 +82,8 @@ class CaseList(generics.ListCreateAPIView):
 
 class CaseDetail(APIView):
     @extend_schema(responses=CaseSerializer, operation_id="v1_case_detail")
-    def get(self, request, case_id):
-        case = access.get_case_for(request.user, case_id)
+    def get(self, request: Request, case_id: str) -> Response:
+        case = access.get_case_for(_user(request), case_id)
         record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic, via="api")
         return Response(CaseSerializer(case).data)
 
@@ -82,14 +96,14 @@ class CaseBatches(generics.ListAPIView):
     serializer_class = BatchSerializer
     parser_classes = [MultiPartParser, FormParser]
 
-    def get_throttles(self):
+    def get_throttles(self) -> list[BaseThrottle]:
         throttles = super().get_throttles()
         return throttles + [ApiUploadThrottle()] if self.request.method == "POST" else throttles
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Batch]:
         if getattr(self, "swagger_fake_view", False):
             return Batch.objects.none()
-        case = access.get_case_for(self.request.user, self.kwargs["case_id"])
+        case = access.get_case_for(_user(self.request), self.kwargs["case_id"])
         return case.batches.prefetch_related("scans").order_by("-created_at")
 
     @extend_schema(
@@ -98,18 +112,18 @@ class CaseBatches(generics.ListAPIView):
             "models": {"type": "array", "items": {"type": "string"}}}}},
         responses={201: BatchSerializer},
     )
-    def post(self, request, case_id):
-        case = access.get_case_for(request.user, case_id)
-        _require(request.user, case.clinic, CAN_UPLOAD)
+    def post(self, request: Request, case_id: str) -> Response:
+        case = access.get_case_for(_user(request), case_id)
+        _require(_user(request), case.clinic, CAN_UPLOAD)
         versions = active_versions()
-        data = request.data.copy()
+        data = cast(QueryDict, request.data).copy()  # what MultiPartParser and FormParser give
         if not data.getlist("models"):
             data.setlist("models", list(versions))
         form = UploadForm(data, request.FILES, active_versions=versions)
         if not form.is_valid():
             return Response(form.errors.get_json_data(), status=status.HTTP_400_BAD_REQUEST)
         try:
-            result = ingest(case, request.user, form.cleaned_data["files"], form.cleaned_data["models"])
+            result = ingest(case, _user(request), form.cleaned_data["files"], form.cleaned_data["models"])
         except UploadRefused as exc:
             return Response({"detail": exc.message}, status=status.HTTP_400_BAD_REQUEST)
         batch = result.batch
@@ -128,8 +142,8 @@ class BatchDetail(APIView):
     """One upload: its counts, every file's verdict, and the progress of its analyses."""
 
     @extend_schema(responses=BatchSerializer)
-    def get(self, request, batch_id):
-        batch = access.get_batch_for(request.user, batch_id)
+    def get(self, request: Request, batch_id: str) -> Response:
+        batch = access.get_batch_for(_user(request), batch_id)
         return Response(BatchSerializer(batch).data)
 
 
@@ -139,10 +153,10 @@ class BatchPredictions(generics.ListAPIView):
 
     serializer_class = PredictionSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Prediction]:
         if getattr(self, "swagger_fake_view", False):
             return Prediction.objects.none()
-        batch = access.get_batch_for(self.request.user, self.kwargs["batch_id"])
+        batch = access.get_batch_for(_user(self.request), self.kwargs["batch_id"])
         record(self.request, AuditEvent.Action.CASE_VIEW, obj=batch.case, clinic=batch.case.clinic,
                batch=str(batch.pk), via="api")
         return (Prediction.objects.filter(scan__batch=batch).select_related("scan", "model_version")
@@ -151,8 +165,8 @@ class BatchPredictions(generics.ListAPIView):
 
 class PredictionDetail(APIView):
     @extend_schema(responses=PredictionSerializer)
-    def get(self, request, prediction_id):
-        prediction = access.get_prediction_for(request.user, prediction_id)
+    def get(self, request: Request, prediction_id: str) -> Response:
+        prediction = access.get_prediction_for(_user(request), prediction_id)
         return Response(PredictionSerializer(prediction).data)
 
 
@@ -161,19 +175,19 @@ class PredictionReviews(generics.ListAPIView):
 
     serializer_class = ReviewSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Review]:
         if getattr(self, "swagger_fake_view", False):
             return Review.objects.none()
-        prediction = access.get_prediction_for(self.request.user, self.kwargs["prediction_id"])
+        prediction = access.get_prediction_for(_user(self.request), self.kwargs["prediction_id"])
         return prediction.reviews.select_related("reviewer", "prediction").order_by("created_at", "id")
 
     @extend_schema(request=ReviewInputSerializer, responses={201: ReviewSerializer})
-    def post(self, request, prediction_id):
+    def post(self, request: Request, prediction_id: str) -> Response:
         from portal.reviews.forms import ReviewForm
         from portal.reviews.views import _save_review
 
-        prediction = access.get_prediction_for(request.user, prediction_id)
-        _require(request.user, prediction.scan.case.clinic, CAN_REVIEW)
+        prediction = access.get_prediction_for(_user(request), prediction_id)
+        _require(_user(request), prediction.scan.case.clinic, CAN_REVIEW)
         if prediction.error or prediction.scan.status != "accepted":
             return Response({"detail": "This prediction cannot be reviewed."}, status=status.HTTP_400_BAD_REQUEST)
         ReviewInputSerializer(data=request.data).is_valid(raise_exception=True)
@@ -192,7 +206,7 @@ class ReviewQueue(generics.ListAPIView):
 
     serializer_class = PredictionSerializer
 
-    def get_queryset(self):
+    def get_queryset(self) -> QuerySet[Prediction]:
         if getattr(self, "swagger_fake_view", False):
             return Prediction.objects.none()
         from django.db.models import F
@@ -200,9 +214,9 @@ class ReviewQueue(generics.ListAPIView):
 
         from portal.reviews.access import review_queue
 
-        if not clinics_where(self.request.user, CAN_REVIEW).exists():
+        if not clinics_where(_user(self.request), CAN_REVIEW).exists():
             raise PermissionDenied("Your role does not allow reviewing.")
-        return (review_queue(self.request.user).select_related("scan", "model_version")
+        return (review_queue(_user(self.request)).select_related("scan", "model_version")
                 .annotate(margin=Abs(F("probability") - 0.5)).order_by("margin", "created_at", "id"))
 
 

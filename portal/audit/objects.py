@@ -2,16 +2,23 @@
 "Case P-0001" with a link rather than a bare id. Only objects the viewer may open are
 linked (looked up through ``portal.cases.access``); the rest show their type and short id."""
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.urls import reverse
 
+from portal.audit.models import AuditEvent
 from portal.cases import access
 
 
-def _short(object_id):
+def _short(object_id: str) -> str:
     return object_id[:8] + "…" if len(object_id) > 12 else object_id
 
 
-def _lookup(queryset, ids, label, url):
+def _lookup(queryset: QuerySet[Any], ids: Iterable[str], label: Callable[[Any], str],
+            url: Callable[[Any], str]) -> dict[str, tuple[str, str]]:
     found = {}
     valid = []
     for value in ids:
@@ -24,13 +31,13 @@ def _lookup(queryset, ids, label, url):
     return found
 
 
-def describe(events, user):
+def describe(events: list[AuditEvent], user: User) -> list[AuditEvent]:
     """Set ``object_label`` and ``object_url`` on each event of ``events`` (a page of them)."""
-    by_type = {}
+    by_type: dict[str, set[str]] = {}
     for event in events:
         if event.object_type:
             by_type.setdefault(event.object_type, set()).add(event.object_id)
-    known = {}
+    known: dict[str, dict[str, tuple[str, str]]] = {}
     if "case" in by_type:
         known["case"] = _lookup(
             access.cases_for(user), by_type["case"], lambda c: f"Case {c.patient_ref}",

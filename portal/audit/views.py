@@ -1,38 +1,43 @@
 """The audit trail page: clinic admins see their clinics' events, superusers see all."""
 
 from datetime import datetime, time
+from typing import Any, cast
 
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.db.models import Q
-from django.http import QueryDict
+from django.db.models import Q, QuerySet
+from django.http import HttpResponse, QueryDict
 from django.shortcuts import render
 from django.utils import timezone
 
 from portal.accounts.access import CAN_ADMINISTER, clinics_where
+from portal.accounts.models import Clinic
 from portal.audit.models import AuditEvent
 from portal.audit.objects import describe
+from portal.types import AuthenticatedRequest
 
 
 class EventFilterForm(forms.Form):
     action = forms.ChoiceField(choices=[("", "Any action"), *AuditEvent.Action.choices], required=False)
     actor = forms.CharField(required=False, max_length=150, label="Actor (username)")
-    clinic = forms.ModelChoiceField(queryset=None, required=False, empty_label="All my clinics")
+    clinic: "forms.ModelChoiceField[Clinic]" = forms.ModelChoiceField(queryset=None, required=False,
+                                                                   empty_label="All my clinics")
     date_from = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     date_to = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
     order = forms.ChoiceField(
         choices=[("newest", "Newest first"), ("oldest", "Oldest first")], required=False
     )
 
-    def __init__(self, *args, clinics, **kwargs):
+    def __init__(self, *args: Any, clinics: QuerySet[Any], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["clinic"].queryset = clinics
+        cast(forms.ModelChoiceField, self.fields["clinic"]).queryset = clinics
 
 
-def visible_events(user):
+def visible_events(user: User) -> QuerySet[AuditEvent]:
     """Superusers: every event. Clinic admins: events of their clinics, plus clinic-less
     events (logins, failed logins, lockouts) whose actor or attempted username is one of
     their clinics' members."""
@@ -48,7 +53,7 @@ def visible_events(user):
 
 
 @login_required
-def events(request):
+def events(request: AuthenticatedRequest) -> HttpResponse:
     clinics = clinics_where(request.user, CAN_ADMINISTER)
     if not clinics.exists():
         raise PermissionDenied("Only clinic admins see the audit trail.")

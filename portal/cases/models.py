@@ -1,6 +1,7 @@
 """Patient cases, upload batches and the scans in them."""
 
 import uuid
+from typing import Any
 
 from django.conf import settings
 from django.db import models
@@ -30,6 +31,8 @@ class Case(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    scan_count: int  # not stored: set by the case list for its page
+
     class Meta:
         ordering = ["-last_activity_at"]
         constraints = [
@@ -41,16 +44,16 @@ class Case(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.patient_ref
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         from portal.cases.refs import normalize_patient_ref
 
         self.patient_ref = normalize_patient_ref(self.patient_ref)
         super().save(*args, **kwargs)
 
-    def touch(self):
+    def touch(self) -> None:
         Case.objects.filter(pk=self.pk).update(last_activity_at=timezone.now())
 
 
@@ -73,19 +76,19 @@ class Batch(models.Model):
         verbose_name_plural = "batches"
         indexes = [models.Index(fields=["case", "-created_at"], name="batch_case_newest")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Batch of {self.files_received} for {self.case}"
 
     @property
-    def clinic_id(self):
+    def clinic_id(self) -> uuid.UUID:
         return self.case.clinic_id
 
-    def scans_for_prediction(self):
+    def scans_for_prediction(self) -> "models.QuerySet[Scan]":
         """The scans a prediction job on this batch covers (the classifier's contract)."""
         return self.scans.filter(status=Scan.Status.ACCEPTED).order_by("position")
 
 
-def scan_upload_path(scan, filename):
+def scan_upload_path(scan: "Scan", filename: str) -> str:
     """scans/<clinic>/<case>/<sha256>.<ext>: never the user's file name."""
     extension = {"JPEG": "jpg", "PNG": "png", "DICOM": "dcm"}.get(scan.format, "bin")
     return f"scans/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}.{extension}"
@@ -135,11 +138,11 @@ class Scan(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.original_name
 
     @classmethod
-    def accepted_scans(cls, clinic_ids=None):
+    def accepted_scans(cls, clinic_ids: Any = None) -> "models.QuerySet[Scan]":
         """Accepted scans, of the given clinics or of all (the classifier's training contract)."""
         scans = cls.objects.filter(status=cls.Status.ACCEPTED)
         if clinic_ids:
@@ -147,9 +150,9 @@ class Scan(models.Model):
         return scans
 
     @property
-    def is_dicom(self):
+    def is_dicom(self) -> bool:
         return self.format == "DICOM"
 
     @property
-    def is_accepted(self):
+    def is_accepted(self) -> bool:
         return self.status == self.Status.ACCEPTED

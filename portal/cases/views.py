@@ -6,17 +6,22 @@ import io
 import logging
 import mimetypes
 import secrets
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -24,18 +29,19 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from classifier.jobs import RERUNNABLE, rerun_failed
-from classifier.models import Prediction
+from classifier.models import Prediction, PredictionJob
 from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, clinics_where, has_role, require_role
 from portal.audit.log import record, search_term_digest
 from portal.audit.models import AuditEvent
 from portal.cases import access
 from portal.cases.dicom_intake import UploadRefused
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
-from portal.cases.models import Scan
+from portal.cases.models import Batch, Case, Scan
 from portal.cases.private_files import private as _private
 from portal.cases.private_files import serve_file, serve_stored
 from portal.cases.refs import normalize_patient_ref
 from portal.cases.uploads import active_versions, ingest, queue_predictions
+from portal.types import AuthenticatedRequest
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 THUMBNAIL_SIZE = 160
@@ -48,8 +54,11 @@ SEARCHES_KEPT = 20  # per session; older search tokens expire
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from PIL import Image
 
-def _start_search(request):
+
+def _start_search(request: AuthenticatedRequest) -> HttpResponse:
     """POST of the search form: keep the term in the session under a random token and
     redirect to a URL that carries only the token, so that patient references never reach
     a URL (access logs, browser history, Referer). One audit event per search, with the
@@ -67,7 +76,7 @@ def _start_search(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def case_list(request):
+def case_list(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         return _start_search(request)
     cases = access.cases_for(request.user).select_related("clinic")
@@ -97,7 +106,7 @@ def case_list(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def case_create(request):
+def case_create(request: AuthenticatedRequest) -> HttpResponse:
     clinics = clinics_where(request.user, CAN_UPLOAD)
     if not clinics.exists():
         raise PermissionDenied("You are not a member of a clinic where you may create cases.")
@@ -120,19 +129,19 @@ def case_create(request):
     return render(request, "cases/case_form.html", {"form": form})
 
 
-def _upload_form(data=None, files=None):
+def _upload_form(data: Any = None, files: Any = None) -> UploadForm:
     return UploadForm(data, files, active_versions=active_versions())
 
 
 @login_required
 @require_GET
-def case_detail(request, case_id):
+def case_detail(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     case = access.get_case_for(request.user, case_id)
     record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic)
     return _render_case(request, case, _upload_form())
 
 
-def _render_case(request, case, upload_form, status=200):
+def _render_case(request: AuthenticatedRequest, case: Case, upload_form: UploadForm, status: int = 200) -> HttpResponse:
     scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position", "-id")
     scan_page = Paginator(scans, SCANS_PER_PAGE).get_page(request.GET.get("scans"))
     history = (
@@ -164,7 +173,7 @@ def _render_case(request, case, upload_form, status=200):
 
 @login_required
 @require_POST
-def case_upload(request, case_id):
+def case_upload(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     case = access.get_case_for(request.user, case_id)
     require_role(request.user, case.clinic, CAN_UPLOAD)
     form = _upload_form(request.POST, request.FILES)
@@ -216,7 +225,7 @@ def case_upload(request, case_id):
     return redirect("cases:batch", batch_id=batch.pk)
 
 
-def _record_queued(request, batch, jobs):
+def _record_queued(request: HttpRequest, batch: Batch, jobs: Iterable[PredictionJob]) -> None:
     for job in jobs:
         record(
             request, AuditEvent.Action.ANALYSIS_QUEUE, obj=batch, clinic=batch.case.clinic,
@@ -224,11 +233,11 @@ def _record_queued(request, batch, jobs):
         )
 
 
-def _batch_jobs(batch):
+def _batch_jobs(batch: Batch) -> list[PredictionJob]:
     return list(batch.prediction_jobs.select_related("model_version").order_by("model_version__architecture"))
 
 
-def _job_json(job):
+def _job_json(job: PredictionJob) -> dict[str, Any]:
     return {
         "id": str(job.public_id),
         "model": job.model_version.display_name,
@@ -250,7 +259,7 @@ def _job_json(job):
     }
 
 
-def _failed_rows(batch, jobs):
+def _failed_rows(batch: Batch, jobs: list[PredictionJob]) -> list[dict[str, Any]]:
     """Every scan of the batch (not only the page's) that a model could not analyse and that
     has no result from it: the failed attempts alone, so the list is as long as the failures."""
     from django.db.models import Exists, OuterRef
@@ -265,7 +274,7 @@ def _failed_rows(batch, jobs):
         .select_related("scan", "model_version")
         .order_by("scan__position", "created_at", "id")
     )
-    rows = {}
+    rows: dict[UUID, dict[str, Any]] = {}
     for prediction in failures:  # the latest attempt per scan and model is kept
         row = rows.setdefault(prediction.scan_id, {"scan": prediction.scan, "cells": {}})
         row["cells"][prediction.model_version_id] = prediction
@@ -277,7 +286,7 @@ def _failed_rows(batch, jobs):
 
 @login_required
 @require_GET
-def batch_detail(request, batch_id):
+def batch_detail(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     batch = access.get_batch_for(request.user, batch_id)
     record(request, AuditEvent.Action.BATCH_VIEW, obj=batch, clinic=batch.case.clinic)
     jobs = _batch_jobs(batch)
@@ -290,7 +299,7 @@ def batch_detail(request, batch_id):
     )
     rejected_page = Paginator(not_accepted, RESULTS_PER_PAGE).get_page(request.GET.get("rejected"))
     page_scans = list(result_page)
-    predictions = {}
+    predictions: dict[tuple[UUID, int], Prediction] = {}
     attempts = Prediction.objects.filter(scan__in=page_scans).select_related("model_version")
     for prediction in attempts.order_by("created_at", "id"):
         key = (prediction.scan_id, prediction.model_version_id)
@@ -326,7 +335,7 @@ def batch_detail(request, batch_id):
 
 @login_required
 @require_POST
-def batch_rerun(request, batch_id):
+def batch_rerun(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     """Re-run the scans of this batch that could not be analysed (a new attempt each)."""
     batch = access.get_batch_for(request.user, batch_id)
     require_role(request.user, batch.case.clinic, CAN_UPLOAD)
@@ -348,7 +357,7 @@ def batch_rerun(request, batch_id):
 
 @login_required
 @require_POST
-def batch_predict(request, batch_id):
+def batch_predict(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     """Analyse a batch with models it was not analysed with yet (e.g. none was active)."""
     batch = access.get_batch_for(request.user, batch_id)
     require_role(request.user, batch.case.clinic, CAN_UPLOAD)
@@ -360,7 +369,7 @@ def batch_predict(request, batch_id):
     form = PredictForm(request.POST, choices=model_choices(missing))
     if not form.is_valid():
         for error in form.errors.get("models", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return redirect("cases:batch", batch_id=batch.pk)
     with transaction.atomic():
         jobs, unavailable = queue_predictions(batch, form.cleaned_data["models"])
@@ -375,7 +384,7 @@ def batch_predict(request, batch_id):
 @never_cache
 @login_required
 @require_GET
-def batch_progress(request, batch_id):
+def batch_progress(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     batch = access.get_batch_for(request.user, batch_id)
     jobs = [_job_json(job) for job in _batch_jobs(batch)]
     return JsonResponse({"batch": str(batch.pk), "finished": all(j["finished"] for j in jobs), "jobs": jobs})
@@ -384,14 +393,14 @@ def batch_progress(request, batch_id):
 @never_cache
 @login_required
 @require_GET
-def job_status(request, job_id):
+def job_status(request: AuthenticatedRequest, job_id: UUID) -> HttpResponse:
     job = access.get_job_for(request.user, job_id)
     return JsonResponse(_job_json(job))
 
 
 @login_required
 @require_GET
-def scan_detail(request, scan_id):
+def scan_detail(request: AuthenticatedRequest, scan_id: UUID) -> HttpResponse:
     scan = access.get_scan_for(request.user, scan_id)
     record(request, AuditEvent.Action.SCAN_VIEW, obj=scan, clinic=scan.case.clinic)
     predictions = (
@@ -409,21 +418,23 @@ def scan_detail(request, scan_id):
     )
 
 
-def _stored_scan(user, scan_id):
+def _stored_scan(user: User, scan_id: UUID) -> Scan:
     scan = access.get_scan_for(user, scan_id)
     if not scan.is_accepted or not scan.file:
         raise Http404("This scan has no stored image.")
     return scan
 
 
-def _file_exists(name):
+def _file_exists(name: str | None) -> bool:
+    if not name:
+        return False
     try:
         return default_storage.exists(name)
     except OSError:
         return False
 
 
-def _image_gone(request, scan):
+def _image_gone(request: HttpRequest, scan: Scan) -> HttpResponse:
     """The scan's row is there but its file is not: say so plainly (410), never a 500 or a
     page that waits forever."""
     response = render(request, "cases/image_gone.html", {"scan": scan, "case": scan.case}, status=410)
@@ -432,7 +443,7 @@ def _image_gone(request, scan):
 
 @login_required
 @require_GET
-def scan_image(request, scan_id):
+def scan_image(request: AuthenticatedRequest, scan_id: UUID) -> HttpResponseBase:
     """The stored file, to members of the scan's clinic only; every view is audited."""
     scan = _stored_scan(request.user, scan_id)
     if not _file_exists(scan.file.name):
@@ -451,7 +462,7 @@ def scan_image(request, scan_id):
         return _image_gone(request, scan)
 
 
-def render_dicom(data):
+def render_dicom(data: bytes) -> "Image.Image":
     """The stored (de-identified) DICOM as the model sees it: 8-bit RGB, see ml.dicom."""
     from classifier.intake import intake_limits
     from ml.intake import decode_image
@@ -459,7 +470,7 @@ def render_dicom(data):
     return decode_image(data, intake_limits()).image
 
 
-def dicom_png(scan):
+def dicom_png(scan: Scan) -> bytes:
     with scan.file.open("rb") as handle:
         image = render_dicom(handle.read())
     out = io.BytesIO()
@@ -467,11 +478,11 @@ def dicom_png(scan):
     return out.getvalue()
 
 
-def thumbnail_name(scan):
+def thumbnail_name(scan: Scan) -> str:
     return f"thumbnails/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}-{THUMBNAIL_SIZE}.jpg"
 
 
-def make_thumbnail(data):
+def make_thumbnail(data: bytes) -> bytes:
     from PIL import Image, ImageOps
 
     from ml.intake import sniff_format
@@ -488,7 +499,7 @@ def make_thumbnail(data):
 
 @login_required
 @require_GET
-def scan_thumbnail(request, scan_id):
+def scan_thumbnail(request: AuthenticatedRequest, scan_id: UUID) -> HttpResponseBase:
     """A small JPEG of the scan, made once and kept in the same private storage. A scan whose
     file has gone has no thumbnail either (the copy is not shown in its place)."""
     scan = _stored_scan(request.user, scan_id)
@@ -517,14 +528,14 @@ def scan_thumbnail(request, scan_id):
     return _private(HttpResponse(data, content_type="image/jpeg"))
 
 
-def heatmap_name(prediction):
+def heatmap_name(prediction: Prediction) -> str:
     scan = prediction.scan
     return f"heatmaps/{scan.case.clinic_id}/{scan.case_id}/{prediction.public_id}.png"
 
 
 @login_required
 @require_GET
-def case_report(request, case_id):
+def case_report(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     """The case's printable PDF report, to members of its clinic; every export is audited."""
     from portal.cases.report import build_report
 
@@ -541,7 +552,7 @@ def case_report(request, case_id):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def prediction_heatmap(request, prediction_id):
+def prediction_heatmap(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResponseBase:
     """Grad-CAM of one prediction: where the model looked (made by the model version that
     made the prediction). The worker draws it once (``classifier.heatmaps``): while it is
     queued this page answers 202 and refreshes itself; a failed drawing says so, and a POST
@@ -582,7 +593,7 @@ def prediction_heatmap(request, prediction_id):
 
 @login_required
 @require_GET
-def heatmap_view(request, prediction_id):
+def heatmap_view(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResponse:
     """The page that shows a prediction's heatmap beside the scan, with what the result was.
     The PNG itself comes from ``cases:heatmap`` (audited there when the browser loads it)."""
     from classifier.models import HeatmapState
@@ -604,7 +615,7 @@ def heatmap_view(request, prediction_id):
     return render(request, "cases/heatmap_view.html", context)
 
 
-def _safe_back(request):
+def _safe_back(request: HttpRequest) -> str:
     """Where "Back" goes: the page the user came from when it is on this site."""
     from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -616,7 +627,7 @@ def _safe_back(request):
     return ""
 
 
-def bad_request(request, exception=None):
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """400 page; a request with more files than the limit gets a plain explanation."""
     from django.core.exceptions import TooManyFilesSent
 

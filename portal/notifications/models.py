@@ -15,11 +15,11 @@ class NotificationPreference(models.Model):
         "e-mail me when my upload has been analysed", default=False
     )
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Notifications of {self.user}"
 
 
-def new_secret():
+def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
@@ -35,7 +35,7 @@ class ClinicWebhook(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Webhook of {self.clinic}"
 
 

@@ -3,7 +3,8 @@
 Used by ``python3 manage.py start`` and ``python3 manage.py runtests``: it makes the
 virtual environment in .venv, installs requirements.txt (``start``: the runtime packages) or
 tests/requirements.txt (``runtests``: those plus the test and check tools) when they changed,
-installs the Debian packages the browser tests need, then hands over to the real programs.
+installs the Debian packages the browser tests need, then hands over to the real programs
+(``runtests``: the code checks, ruff and mypy, first; pytest only when both pass).
 Every step is skipped when already done, so both commands are idempotent.
 """
 
@@ -153,9 +154,31 @@ def start(args: list[str]) -> int:
     return 0
 
 
+# The code checks runtests runs before pytest (configured in pyproject.toml). mypy's Django
+# plugin imports the settings, which need DEBUG on to start without a SECRET_KEY.
+CHECKS = {
+    "ruff check": ["-m", "ruff", "check", "."],
+    "mypy": ["-m", "mypy"],
+}
+
+
+def run_checks(env: Mapping[str, str]) -> list[str]:
+    """Run every check in CHECKS on the whole tree; the names of those that failed."""
+    failed = []
+    for name, args in CHECKS.items():
+        say(f"{name} …")
+        if subprocess.run([str(PYTHON), *args], env={**env, "DEBUG": "true"}, cwd=BASE_DIR).returncode != 0:
+            failed.append(name)
+    return failed
+
+
 def runtests(args: list[str]) -> int:
     ensure_apt_packages(TEST_APT_PACKAGES)
     env = {**os.environ}
+    failed = run_checks(env)
+    if failed:
+        say(f"{' and '.join(failed)} failed (see above); the tests were not run")
+        return 1
     # tests/env.py gives each run its own PostgreSQL database and Redis key prefix.
     pytest = [str(PYTHON), "-m", "pytest", "-c", str(BASE_DIR / "tests" / "pytest.ini"),
               "--rootdir", str(BASE_DIR / "tests"), *(args or [str(BASE_DIR / "tests")])]

@@ -2,7 +2,7 @@
 """Django's command-line utility, plus two commands that need nothing installed first:
 
     python3 manage.py start      prepare everything and run the portal (web + worker)
-    python3 manage.py runtests   prepare everything and run the whole test suite
+    python3 manage.py runtests   prepare everything, run the code checks (ruff, mypy), then the test suite
 
 Any other command runs in the project's virtual environment: started with a Python that lacks
 Django (e.g. the system's python3), this script runs itself again with .venv/bin/python,
@@ -17,7 +17,7 @@ BASE_DIR = Path(__file__).resolve().parent
 BOOTSTRAP_COMMANDS = {
     "start": "prepare everything (virtualenv, packages, database, demo login, shipped models), "
     "then run the web server and a worker",
-    "runtests": "prepare everything, then run the test suite (pytest arguments may follow)",
+    "runtests": "prepare everything, run ruff and mypy, then the test suite (pytest arguments may follow)",
 }
 
 

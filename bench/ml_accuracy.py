@@ -127,12 +127,14 @@ def main() -> int:
 
     card = card_metrics(rep)["cv"] if "uncalibrated_mean" in rep else None
     if card:
-        print(f"calibration (Platt on inner out-of-fold predictions, per fold): ECE {rep['uncalibrated_mean']['ece']:.3f} "
-              f"-> {s['ece']['mean']:.3f}, Brier {rep['uncalibrated_mean']['brier']:.3f} -> {s['brier']['mean']:.3f} "
+        print(f"calibration (Platt on inner out-of-fold predictions, per fold): "
+              f"ECE {rep['uncalibrated_mean']['ece']:.3f} -> {s['ece']['mean']:.3f}, "
+              f"Brier {rep['uncalibrated_mean']['brier']:.3f} -> {s['brier']['mean']:.3f} "
               f"(mean of test folds); accuracy at calibrated P >= 0.5: {rep['accuracy_at_calibrated_0.5']:.3f}")
         print(f"OOD gate: {rep['ood_heldout_assessed']:.1%} of held-out test images assessed")
         print("model card metrics['cv']: " + ", ".join(
-            f"{k} {card[k]['mean']:.3f} [{card[k]['ci95'][0]:.3f}, {card[k]['ci95'][1]:.3f}]" for k in ("accuracy", "auc", "brier", "ece")))
+            f"{k} {card[k]['mean']:.3f} [{card[k]['ci95'][0]:.3f}, {card[k]['ci95'][1]:.3f}]"
+            for k in ("accuracy", "auc", "brier", "ece")))
     out = {"bench": "ml_accuracy", "backbone": rep["backbone"], "weights": rep["weights"], "arch": rep["architecture"],
            "folds": args.folds, "repeats": args.repeats, "views": rep["views"], "input_size": rep["input_size"],
            "intensity": rep["intensity"], "c_choice": rep["c_choice"], "threshold_method": rep["threshold_method"],

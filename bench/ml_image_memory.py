@@ -95,12 +95,14 @@ def main() -> None:
             path = Path(tmp) / "image"
             data = make(w, h, mode, fmt)
             path.write_bytes(data)
-            out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(path)], capture_output=True, text=True, check=True)
+            out = subprocess.run([sys.executable, "-c", CHILD, str(ROOT), str(path)],
+                                 capture_output=True, text=True, check=True)
             r = json.loads(out.stdout.strip().splitlines()[-1])
             mpx = w * h / 1e6
             row = {"width": w, "height": h, "mode": r["mode"], "format": fmt, "megapixels": round(mpx, 2),
                    "file_mb": round(len(data) / 2**20, 2), "peak_mb": round(r["peak_mb"], 1),
-                   "bytes_per_pixel": round(r["peak_mb"] * 2**20 / (w * h), 1), "estimate_mb": round(r["estimate_mb"], 1)}
+                   "bytes_per_pixel": round(r["peak_mb"] * 2**20 / (w * h), 1),
+                   "estimate_mb": round(r["estimate_mb"], 1)}
             rows.append(row)
             print(f"{w:>6}x{h:<6} {r['mode']:>5} {fmt:>4} {mpx:>6.2f} {row['file_mb']:>8.2f} {row['peak_mb']:>8.1f} "
                   f"{row['bytes_per_pixel']:>6.1f} {row['estimate_mb']:>7.1f}")

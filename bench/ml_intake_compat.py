@@ -65,11 +65,13 @@ def main() -> None:
             images.append(decode_image(path.read_bytes(), IntakeLimits()).image)
         except ImageRejected as exc:
             refused.append(f"{path.parent.name}/{path.name}: {exc}")
-    print(f"intake (default limits): {len(files)} images, {len(images)} accepted, {len(refused)} refused (internal figures)")
+    print(f"intake (default limits): {len(files)} images, {len(images)} accepted, {len(refused)} refused "
+          "(internal figures)")
     for line in refused:
         print("  refused", line)
     results = {"intake": {"images": len(files), "accepted": len(images), "refused": refused}}
-    print(f"{'input':>5} {'crop':<8}{'intensity':<10}{'images':>7}{'differ':>8}{'max |d|':>9}{'pixels differ':>15}{'mean |d|':>10}")
+    print(f"{'input':>5} {'crop':<8}{'intensity':<10}{'images':>7}{'differ':>8}{'max |d|':>9}"
+          f"{'pixels differ':>15}{'mean |d|':>10}")
     combos = [(s, c, "none") for s in args.sizes for c in (True, False)] + [(s, True, "equalize") for s in args.sizes]
     for size, crop, intensity in combos:
         worst, changed, differ_px, total_px, sum_abs = 0, 0, 0, 0, 0.0
@@ -90,7 +92,8 @@ def main() -> None:
         key = "crop" if crop else "no_crop"
         results[f"{size}_{key}_{intensity}"] = {"images": len(images), "images_differ": changed, "max_abs": worst,
                                     "pixel_fraction_differ": differ_px / total_px, "mean_abs": sum_abs / (total_px * 3)}
-        print(f"{size:>5} {key:<8}{intensity:<10}{len(images):>7}{changed:>8}{worst:>9}{differ_px / total_px:>15.2e}{sum_abs / (total_px * 3):>10.2e}")
+        print(f"{size:>5} {key:<8}{intensity:<10}{len(images):>7}{changed:>8}{worst:>9}"
+              f"{differ_px / total_px:>15.2e}{sum_abs / (total_px * 3):>10.2e}")
     print(json.dumps({"bench": "ml_intake_compat", "results": results, "machine": machine_info()}))
 
 

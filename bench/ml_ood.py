@@ -161,7 +161,7 @@ def main() -> int:
         preds = loaded.predict_bytes([d for _, _, d in items], batch_size=16)
         by = defaultdict(lambda: [0, 0])
         missed = []
-        for (source, name, _), p in zip(items, preds):
+        for (source, name, _), p in zip(items, preds, strict=True):
             by[source][0] += 1
             by[source][1] += int(p.error is not None or not p.assessed)
             if p.error is None and p.assessed:

@@ -19,6 +19,7 @@ Prints a table, the ratios, and last one JSON line.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import subprocess
@@ -112,17 +113,18 @@ def main() -> int:
 
     batches = [int(b) for b in args.batches.split(",")]
     runtimes = [r.strip() for r in args.runtimes.split(",") if r.strip()]
-    arts = {"vgg16": ensure_artifact(args.vgg16, "vgg16", 224), "resnet50": ensure_artifact(args.resnet50, "resnet50", 224)}
+    arts = {"vgg16": ensure_artifact(args.vgg16, "vgg16", 224),
+            "resnet50": ensure_artifact(args.resnet50, "resnet50", 224)}
     imgs = image_bytes(args.data, max(batches + [args.check_images]))
     results: dict = {"engine": {}, "bf16_check": {}}
     rows = []
     for rt in runtimes:
         eng = InferenceEngine(args.threads, 1, runtime=rt)
-        for arch, (path, label) in arts.items():
+        for arch, (path, _label) in arts.items():
             loaded = eng.load(path)
             for b in batches:
                 batch = imgs[:b]
-                secs, calls = timed(lambda: loaded.predict_bytes(batch, batch_size=b), args.min_seconds)
+                secs, calls = timed(functools.partial(loaded.predict_bytes, batch, batch_size=b), args.min_seconds)
                 ips = b * calls / secs
                 results["engine"].setdefault(rt, {}).setdefault(arch, {})[str(b)] = round(ips, 3)
                 rows.append((f"engine {rt}", arch, b, ips))
@@ -169,8 +171,8 @@ def main() -> int:
     rows.append(("original per request", "vgg16", 1, orig_ips))
     print(f"  original per-request (load + predict one) vgg16: {orig_ips:.3f} images/s", flush=True)
 
-    from detect_tumor import TumorDetector
     import onnxruntime
+    from detect_tumor import TumorDetector
 
     det = TumorDetector()
     det.predict(imgs[0])

@@ -124,7 +124,7 @@ def dataset_images(folder, n):
         groups.setdefault(path.parent.name, []).append((f"{path.parent.name}-{path.name}", data))
     if not groups:
         raise SystemExit(f"no JPEG/PNG files under {folder}")
-    ordered = [item for batch in zip(*groups.values()) for item in batch]
+    ordered = [item for batch in zip(*groups.values(), strict=False) for item in batch]  # interleaved, then the rest
     ordered += [item for group in groups.values() for item in group[min(map(len, groups.values())):]]
     if len(ordered) < n:
         raise SystemExit(f"only {len(ordered)} distinct images under {folder}; ask for fewer")
@@ -315,7 +315,8 @@ def main():
         "bench": "portal_batch",
         "images": len(images), "accepted": accepted, "stored": stored, "source": source,
         "architecture": meta["architecture"], "input_size": meta["input_size"], "weights": args.weights,
-        "inference_batch_size": args.batch_size, "runtime": settings.ML_RUNTIME, "tf_intra_op_threads": args.threads or None,
+        "inference_batch_size": args.batch_size, "runtime": settings.ML_RUNTIME,
+        "tf_intra_op_threads": args.threads or None,
         "upload_request_s": round(request_s, 3), "end_to_end_s": round(total_s, 3),
         "end_to_end_images_per_s": round(rate_e2e, 3), "engine_images_per_s": round(rate_engine, 3),
         "warmup_with_model_load_s": round(warm_total_s, 3), "job_status": job.status,

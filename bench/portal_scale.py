@@ -159,7 +159,8 @@ def main():
             figures.append(json.loads(out.stdout.strip().splitlines()[-1]))
         local, s3 = figures
         one_local, one_s3 = local["runs"]["1"]["images_per_s"], s3["runs"]["1"]["images_per_s"]
-        print(f"S3 overhead, 1 worker: {one_local} -> {one_s3} images/s (S3 costs {1 - one_s3 / one_local:.0%} of the local rate)")
+        print(f"S3 overhead, 1 worker: {one_local} -> {one_s3} images/s "
+              f"(S3 costs {1 - one_s3 / one_local:.0%} of the local rate)")
         print(json.dumps({"bench": "portal_scale", "local": local, "s3": s3,
                           "s3_overhead_1_worker": round(1 - one_s3 / one_local, 3), "machine": pb.machine(),
                           "date": dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()}))

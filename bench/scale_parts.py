@@ -115,10 +115,9 @@ def tiny_image(seed):
 
 def postgres_inserts(total, threads, batch):
     """Predictions stored per second through prediction_run._save, ``threads`` jobs at once."""
+    from django.conf import settings
     from django.contrib.auth import get_user_model
     from django.core.files.uploadedfile import SimpleUploadedFile
-
-    from django.conf import settings
 
     from classifier.models import ModelVersion, PredictionChunk, PredictionJob
     from classifier.prediction_run import _save
@@ -131,7 +130,7 @@ def postgres_inserts(total, threads, batch):
     clinic = Clinic.objects.create(name=f"Bench {tag}", slug=f"bench-{tag}")
     user = get_user_model().objects.create_user(f"bench-{tag}")
     ModelVersion.objects.filter(is_active=True).update(is_active=False)
-    version = ModelVersion.objects.create(
+    ModelVersion.objects.create(
         architecture="vgg16", version=f"bench-{tag}", artifact_path="bench", artifact_sha256="0" * 64,
         threshold=0.5, is_active=True,
     )
@@ -260,7 +259,6 @@ def s3_rates(count, threads):
 def main():
     args = parse_args()
     from _machine import machine_info
-
     from tests.fixtures.s3 import start_seaweedfs
 
     thread_counts = [int(t) for t in args.threads.split(",")]
@@ -294,7 +292,8 @@ def main():
                    "redis_consume_per_s": {}, "s3_put_per_s": {}, "s3_get_per_s": {},
                    "s3_raw_put_per_s": {}, "s3_raw_get_per_s": {}}
         for threads in thread_counts:
-            results["postgres_inserts_per_s"][threads] = round(postgres_inserts(args.predictions, threads, args.batch), 1)
+            rate = postgres_inserts(args.predictions, threads, args.batch)
+            results["postgres_inserts_per_s"][threads] = round(rate, 1)
             trip, pub, con = redis_round_trips(app, args.messages, threads)
             results["redis_round_trips_per_s"][threads] = round(trip, 1)
             results["redis_publish_per_s"][threads] = round(pub, 1)
@@ -340,7 +339,8 @@ def main():
         print(f"  {part:9} {count:>8}  ({per_image[part]:.0f} images/s)")
     print(f"First to saturate: {first}")
     print(json.dumps({
-        "bench": "scale_parts", "results": results, "images_per_s_each_part_can_feed": {k: round(v, 1) for k, v in per_image.items()},
+        "bench": "scale_parts", "results": results,
+        "images_per_s_each_part_can_feed": {k: round(v, 1) for k, v in per_image.items()},
         "workers_each_part_can_feed": workers, "saturates_first": first, "worker_rate": args.worker_rate,
         "load_before": [round(x, 2) for x in load_before], "machine": machine_info(),
     }))

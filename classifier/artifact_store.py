@@ -20,13 +20,18 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files import File
-from django.core.files.storage import storages
+from django.core.files.storage import Storage, storages
 
 from ml.weights import file_sha256  # the one SHA-256 helper (classifier.registry uses it too)
+
+if TYPE_CHECKING:
+    from classifier.models import ModelVersion
 
 LOCK_TIMEOUT_SECONDS = 600  # a model download on a slow link; then the task fails and retries
 
@@ -35,11 +40,11 @@ class ArtifactFetchError(Exception):
     """A stored artifact file is missing or does not match its recorded SHA-256."""
 
 
-def model_storage():
+def model_storage() -> Storage:
     return storages["models"]
 
 
-def is_remote():
+def is_remote() -> bool:
     """True when artifacts live in object storage (no path on this host's disk)."""
     try:
         model_storage().path("x")
@@ -50,29 +55,29 @@ def is_remote():
 
 
 
-def manifest(folder):
+def manifest(folder: str | os.PathLike[str]) -> dict[str, str]:
     """``{relative name: sha256}`` of every file under ``folder``."""
-    folder = Path(folder)
+    root = Path(folder)
     return {
-        path.relative_to(folder).as_posix(): file_sha256(path)
-        for path in sorted(folder.rglob("*"))
+        path.relative_to(root).as_posix(): file_sha256(path)
+        for path in sorted(root.rglob("*"))
         if path.is_file()
     }
 
 
-def _key(artifact_path, name):
+def _key(artifact_path: str, name: str) -> str:
     relative = PurePosixPath(name)
     if relative.is_absolute() or ".." in relative.parts:
         raise ArtifactFetchError(f"unsafe artifact file name {name!r}")
     return f"{PurePosixPath(artifact_path).as_posix()}/{relative.as_posix()}"
 
 
-def upload(folder, artifact_path):
+def upload(folder: str | os.PathLike[str], artifact_path: str) -> dict[str, str]:
     """Store every file of ``folder`` under ``artifact_path`` in object storage; returns the
     manifest. Refuses to overwrite: a version's files never change once stored."""
     storage = model_storage()
     files = manifest(folder)
-    stored = []
+    stored: list[str] = []
     try:
         for name in files:
             key = _key(artifact_path, name)
@@ -89,7 +94,7 @@ def upload(folder, artifact_path):
     return files
 
 
-def remove(keys):
+def remove(keys: Iterable[str]) -> None:
     storage = model_storage()
     for key in keys:
         try:
@@ -98,23 +103,23 @@ def remove(keys):
             pass
 
 
-def remove_artifact(artifact_path, files):
+def remove_artifact(artifact_path: str, files: Iterable[str]) -> None:
     remove([_key(artifact_path, name) for name in files])
 
 
-def _cache_dir(*parts):
+def _cache_dir(*parts: str) -> Path:
     path = Path(settings.MODEL_CACHE_DIR, *parts)
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def _lock(name):
+def _lock(name: str) -> Any:
     from filelock import FileLock
 
     return FileLock(str(_cache_dir("locks") / f"{name}.lock"), timeout=LOCK_TIMEOUT_SECONDS)
 
 
-def fetch_blob(key, sha256):
+def fetch_blob(key: str, sha256: str) -> Path:
     """Local path of the stored file ``key``, whose content must hash to ``sha256``."""
     blob = _cache_dir("sha256") / sha256
     if blob.exists():
@@ -146,7 +151,7 @@ def fetch_blob(key, sha256):
     return blob
 
 
-def fetch_artifact(artifact_path, files):
+def fetch_artifact(artifact_path: str, files: Mapping[str, str]) -> Path:
     """Local folder holding the artifact's files (each verified by SHA-256)."""
     digest = hashlib.sha256(json.dumps(sorted(files.items())).encode()).hexdigest()[:24]
     target = _cache_dir("artifacts") / digest
@@ -171,7 +176,7 @@ def fetch_artifact(artifact_path, files):
     return target
 
 
-def local_dir(model_version):
+def local_dir(model_version: "ModelVersion") -> Path:
     """The folder on this host to load ``model_version`` from."""
     path = Path(model_version.artifact_path)
     if path.is_absolute():
@@ -181,7 +186,7 @@ def local_dir(model_version):
     return Path(settings.MODEL_ROOT) / path
 
 
-def local_file(model_version, name):
+def local_file(model_version: "ModelVersion", name: str) -> Path | None:
     """One file of the artifact on this host (a plot for the admin), or None when absent.
     With object storage only that file is fetched, never the whole model."""
     if model_version.artifact_files and is_remote():

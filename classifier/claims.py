@@ -10,10 +10,14 @@ message stands to it:
 - ``None``: the row is missing, finished, or held by another message (a duplicate).
 """
 
+from collections.abc import Sequence
+from typing import Any
+
 NEW, REDELIVERED = "new", "redelivered"
 
 
-def claim(model, pk, task_id, *, select_related=()):
+def claim(model: Any, pk: Any, task_id: str | None, *,
+          select_related: Sequence[str] = ()) -> tuple[Any, str | None]:
     """Lock ``model`` row ``pk`` for ``task_id``; ``(row, how)`` as the module says."""
     task_id = task_id or ""
     row = model.objects.select_for_update().select_related(*select_related).filter(pk=pk).first()

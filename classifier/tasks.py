@@ -2,6 +2,7 @@
 
 import logging
 import os
+from typing import Any
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -15,18 +16,18 @@ from classifier.models import Prediction, PredictionChunk
 log = logging.getLogger(__name__)
 
 
-def _worker_name(task):
+def _worker_name(task: Any) -> str:
     return f"{task.request.hostname or '-'} pid {os.getpid()}"
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_prediction_job(self, job_id):
+def run_prediction_job(self: Any, job_id: int) -> None:
     """Plan a queued job's round into chunks; see classifier/prediction_run.py."""
     run.plan(job_id, self.request.id, worker=_worker_name(self))
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=3)
-def run_prediction_chunk(self, chunk_id):
+def run_prediction_chunk(self: Any, chunk_id: int) -> None:
     """Predict one chunk of a job; any worker may take any chunk."""
     task_id = self.request.id
     chunk = run.claim(chunk_id, task_id, worker=_worker_name(self))
@@ -47,7 +48,7 @@ def run_prediction_chunk(self, chunk_id):
 
 
 @shared_task
-def sweep_stalled_jobs():
+def sweep_stalled_jobs() -> int:
     """Re-queue jobs whose worker died and re-send jobs whose message was lost."""
     from classifier.sweeper import sweep
 
@@ -55,7 +56,7 @@ def sweep_stalled_jobs():
 
 
 @shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
-def run_training(self, run_id):
+def run_training(self: Any, run_id: int) -> str | None:
     """Train a new (inactive) model version from reviewed scans; see classifier/training.py."""
     from classifier.training import execute
 
@@ -67,7 +68,7 @@ def run_training(self, run_id):
 # must not loop. The prediction stays "queued" and the next page view after
 # classifier.heatmaps.REQUEST_STALE_AFTER asks again.
 @shared_task(acks_late=True, reject_on_worker_lost=False, max_retries=0)
-def make_heatmap(prediction_id, storage_name):
+def make_heatmap(prediction_id: str, storage_name: str) -> None:
     """Grad-CAM of one prediction, by the model version that made it, saved privately.
 
     Runs in the worker so that web processes never load TensorFlow or a model. A

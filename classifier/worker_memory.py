@@ -13,6 +13,7 @@ import os
 import signal
 import threading
 import time
+from typing import Any
 
 from celery.signals import worker_process_init
 
@@ -21,7 +22,7 @@ log = logging.getLogger(__name__)
 CHECK_SECONDS = 0.2
 
 
-def watch(limit_bytes, interval=CHECK_SECONDS):
+def watch(limit_bytes: int, interval: float = CHECK_SECONDS) -> None:
     import psutil
 
     process = psutil.Process()
@@ -37,7 +38,7 @@ def watch(limit_bytes, interval=CHECK_SECONDS):
 
 
 @worker_process_init.connect
-def start_watchdog(**_):
+def start_watchdog(**_: Any) -> None:
     from django.conf import settings
 
     limit_mb = settings.WORKER_MAX_MEMORY_MB

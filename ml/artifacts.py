@@ -175,7 +175,8 @@ def read_metadata(path, *, check_hash: bool = True) -> dict:
     if ood is not None:
         from .ood import OOD_FILE
 
-        if not isinstance(ood, dict) or ood.get("file") != OOD_FILE or not isinstance(ood.get("threshold"), (int, float)):
+        if (not isinstance(ood, dict) or ood.get("file") != OOD_FILE
+                or not isinstance(ood.get("threshold"), (int, float))):
             raise ArtifactError(f"bad \"ood\" entry in {METADATA_FILE}")
         if not (d / OOD_FILE).is_file():
             raise ArtifactError(f"artifact has no OOD file {OOD_FILE} (listed in {METADATA_FILE}): {d}")

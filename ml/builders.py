@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-__all__ = ["ARCHITECTURES", "build_classifier", "GRADCAM_LAYER", "DEFAULT_FEATURE_LAYERS", "BLOCKS", "gradcam_layer", "present_blocks"]
+__all__ = ["ARCHITECTURES", "build_classifier", "GRADCAM_LAYER", "DEFAULT_FEATURE_LAYERS", "BLOCKS", "gradcam_layer",
+           "present_blocks"]
 
 ARCHITECTURES = ("vgg16", "resnet50")
 
@@ -28,19 +29,19 @@ BLOCKS = {"vgg16": ("block1_", "block2_", "block3_", "block4_", "block5_"),
 
 
 def present_blocks(model, arch: str) -> list[str]:
-    names = [l.name for l in model.layers]
+    names = [layer.name for layer in model.layers]
     return [b for b in BLOCKS[arch] if any(n.startswith(b) for n in names)]
 
 
 def gradcam_layer(model, arch: str) -> str:
     """The deepest backbone feature map the head reads (last conv map of the model)."""
-    names = {l.name for l in model.layers}
+    names = {layer.name for layer in model.layers}
     if GRADCAM_LAYER[arch] in names:
         return GRADCAM_LAYER[arch]
-    pooled = [l.name[4:] for l in model.layers if l.name.startswith("gap_")]
+    pooled = [layer.name[4:] for layer in model.layers if layer.name.startswith("gap_")]
     if not pooled:
         raise ValueError("model has no pooled feature layer")
-    order = [l.name for l in model.layers]
+    order = [layer.name for layer in model.layers]
     return max(pooled, key=order.index)
 
 

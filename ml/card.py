@@ -204,7 +204,8 @@ def build_card(meta: dict, *, min_auc: float = 0.85, min_accuracy: float = 0.80)
         ood_par = [f"Out-of-distribution gate: {NOT_RECORDED}. This version gives a label to every image, "
                    "even one that is not a brain MRI slice."]
     sections.append({"id": "ood", "title": "Out-of-distribution gate", "paragraphs": ood_par, "rows": [
-        ["Method", _text(ood_meta.get("method"))], ["Threshold", _fmt(ood_meta.get("threshold", ood_metrics.get("threshold")))],
+        ["Method", _text(ood_meta.get("method"))],
+        ["Threshold", _fmt(ood_meta.get("threshold", ood_metrics.get("threshold")))],
         ["Held-out brain MRI slices assessed", _pct(ood_metrics.get("heldout_assessed"))],
         ["Other images refused (not assessed)", _pct(ood_metrics.get("ood_not_assessed"))]]})
     td = _dict(meta.get("training_data"))

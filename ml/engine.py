@@ -214,7 +214,7 @@ class LoadedModel:
                 results[i] = ImagePrediction(None, None, f"could not process image ({type(exc).__name__})")
         if arrays:
             probs, dists = self.score_arrays(np.stack(arrays), batch_size=batch_size)
-            for k, (i, p) in enumerate(zip(index, probs)):
+            for k, (i, p) in enumerate(zip(index, probs, strict=True)):
                 p = float(p)
                 if dists is None:
                     results[i] = ImagePrediction(p, self.label_for(p), None)

@@ -142,7 +142,7 @@ def view_features(fmodel, arrays, shas, n_views: int, seed: int, cache: FeatureC
             batch = finish_intensity(np.stack([view_of(arrays[i], v, seed, shas[i]) for i in missing]), intensity)
             feats = run_model(fmodel, batch, batch_size=batch_size, progress=progress,
                               what=f"features view {v + 1}/{n_views}")
-            for i, f in zip(missing, feats):
+            for i, f in zip(missing, feats, strict=True):
                 out[v][i] = f
                 if cache:
                     cache.put(shas[i], v, f)

@@ -85,7 +85,8 @@ def _make_auc_callback():
             self.history.append({"epoch": epoch + 1, "val_auc": auc, "val_loss": ll,
                                  "loss": float((logs or {}).get("loss", np.nan))})
             if (auc, -ll) > self.best:
-                self.best, self.best_weights, self.best_epoch, self.wait = (auc, -ll), self.model.get_weights(), epoch + 1, 0
+                self.best, self.best_weights = (auc, -ll), self.model.get_weights()
+                self.best_epoch, self.wait = epoch + 1, 0
             else:
                 self.wait += 1
             if self.progress and ((epoch + 1) % self.every == 0):

@@ -15,7 +15,8 @@ import math
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["PREPROCESSING_VERSION", "INTENSITY_MODES", "intensity_of", "prepare_image", "prepare_bytes", "prepare_with_geometry", "preprocessing_description", "letterbox"]
+__all__ = ["PREPROCESSING_VERSION", "INTENSITY_MODES", "intensity_of", "prepare_image", "prepare_bytes",
+           "prepare_with_geometry", "preprocessing_description", "letterbox"]
 
 # 2: optional histogram equalisation ("intensity": "equalize"); 1: none. Artifacts of
 # version 1 have no "intensity" key and are served without it.

@@ -125,8 +125,8 @@ def export_head(artifact, out_dir, *, name: str | None = None, cache_dir="var/we
         raise ShippingError(f"{artifact_path}: its backbone ({(meta.get('extra') or {}).get('weights')}) is not a "
                             "pinned one (HED-derived VGG16 or Keras ImageNet); it cannot be shipped as a head")
     rebuilt = _build(meta, backbone_file(bid, cache_dir, imagenet_weights))
-    ours = {l.name for l in model.layers if l.weights}
-    theirs = {l.name for l in rebuilt.layers if l.weights}
+    ours = {layer.name for layer in model.layers if layer.weights}
+    theirs = {layer.name for layer in rebuilt.layers if layer.weights}
     if ours != theirs:
         raise ShippingError(f"layers differ from the rebuilt model: {sorted(ours ^ theirs)}")
     for layer in model.layers:
@@ -158,7 +158,7 @@ def export_head(artifact, out_dir, *, name: str | None = None, cache_dir="var/we
         probs = predict_files(artifact_path, files)
         reference = {"source": str(reference_data), "tolerance": 1e-5, "images": [
             {"file": str(f.relative_to(reference_data)), "sha256": file_sha256(f), "probability": p}
-            for f, p in zip(files, probs)]}
+            for f, p in zip(files, probs, strict=True)]}
     created = str(meta.get("created", ""))[:10].replace("-", "")
     head_sha = file_sha256(out / HEAD_FILE)
     manifest = {

@@ -1,8 +1,10 @@
 """Prepare a fresh machine and run the portal or the tests. Standard library only.
 
 Used by ``python3 manage.py start`` and ``python3 manage.py runtests``: it makes the
-virtual environment in .venv, installs requirements.txt when it changed, installs the
-Debian packages the browser tests need, then hands over to the real programs.
+virtual environment in .venv, installs requirements.txt (``start``: the runtime packages) or
+tests/requirements.txt (``runtests``: those plus the test and check tools) when they changed,
+installs the Debian packages the browser tests need, then hands over to the real programs
+(``runtests``: the code checks, ruff and mypy, first; pytest only when both pass).
 Every step is skipped when already done, so both commands are idempotent.
 """
 
@@ -12,34 +14,59 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
+from types import FrameType
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VENV = Path(os.environ.get("NEUROAI_VENV", BASE_DIR / ".venv"))
 PYTHON = VENV / "bin" / "python"
-REQUIREMENTS = BASE_DIR / "requirements.txt"
-STAMP = VENV / ".requirements.sha256"
+RUNTIME_REQUIREMENTS = BASE_DIR / "requirements.txt"
+TEST_REQUIREMENTS = BASE_DIR / "tests" / "requirements.txt"  # starts with -r ../requirements.txt
+# What was installed, as the SHA-256 of the requirement files' contents: a changed file reinstalls.
+RUNTIME_STAMP = VENV / ".neuroai-runtime-requirements.sha256"
+TEST_STAMP = VENV / ".neuroai-test-requirements.sha256"
 TEST_APT_PACKAGES = {"/usr/bin/chromium": "chromium", "/usr/bin/docker-compose": "docker-compose"}
 
 
-def say(message):
+def say(message: str) -> None:
     print(f"[neuroai] {message}", flush=True)
 
 
-def ensure_venv():
+def requirements_hash(*files: Path) -> str:
+    """One SHA-256 over the files' contents, in order (the test file includes the runtime one)."""
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+def is_installed(stamp: Path, *files: Path) -> bool:
+    return stamp.is_file() and stamp.read_text().strip() == requirements_hash(*files)
+
+
+def ensure_venv(tests: bool = False) -> None:
+    """The virtual environment with the runtime packages, and with the test packages too when
+    ``tests`` (tests/requirements.txt pulls in requirements.txt, so one install serves both)."""
     if not PYTHON.exists():
         say(f"creating the virtual environment in {VENV}")
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
-    wanted = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
-    if not STAMP.exists() or STAMP.read_text().strip() != wanted:
-        say("installing requirements.txt (a minute or two the first time)")
-        pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-        subprocess.run([*pip, "--upgrade", "pip"], check=True)
-        subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
-        STAMP.write_text(wanted)
+    if tests:
+        wanted = [(TEST_STAMP, (RUNTIME_REQUIREMENTS, TEST_REQUIREMENTS)), (RUNTIME_STAMP, (RUNTIME_REQUIREMENTS,))]
+    else:
+        wanted = [(RUNTIME_STAMP, (RUNTIME_REQUIREMENTS,))]
+    if all(is_installed(stamp, *files) for stamp, files in wanted):
+        return
+    requirements = wanted[0][1][-1]  # tests/requirements.txt installs requirements.txt too
+    say(f"installing {requirements.relative_to(BASE_DIR)} (a minute or two the first time)")
+    pip = [str(PYTHON), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-r", str(requirements)], check=True)
+    for stamp, files in wanted:
+        stamp.write_text(requirements_hash(*files))
 
 
-def ensure_apt_packages(wanted):
+def ensure_apt_packages(wanted: Mapping[str, str]) -> None:
     missing = [package for path, package in wanted.items() if not Path(path).exists()]
     if not missing:
         return
@@ -53,7 +80,7 @@ def ensure_apt_packages(wanted):
     )
 
 
-def manage(*args, env):
+def manage(*args: str, env: Mapping[str, str]) -> None:
     subprocess.run([str(PYTHON), str(BASE_DIR / "manage.py"), *args], check=True, env=env)
 
 
@@ -61,7 +88,7 @@ DEV_ENV_FILE = Path(os.environ.get("NEUROAI_ENV_FILE", BASE_DIR / ".env"))
 DATA_DIR = Path(os.environ.get("NEUROAI_DATA_DIR", BASE_DIR / "var"))
 
 
-def ensure_dev_env_file():
+def ensure_dev_env_file() -> None:
     """Write .env with the development settings once, so that every manage.py command (and
     gunicorn or celery run by hand) works in this checkout without exporting anything."""
     if DEV_ENV_FILE.exists():
@@ -78,17 +105,17 @@ def ensure_dev_env_file():
     say(f"wrote the development settings to {DEV_ENV_FILE}")
 
 
-def _stop_on_sigterm(signum, frame):
+def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
 
 
-def ensure_data_dirs():
+def ensure_data_dirs() -> None:
     """The data folder, and the embedded filesystem broker's folders (settings makes none)."""
     for sub in ("", "broker/queue", "broker/processed", "broker/control"):
         (DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
 
 
-def start(args):
+def start(args: list[str]) -> int:
     port = args[0] if args else os.environ.get("PORT", "8000")
     ensure_dev_env_file()
     ensure_data_dirs()
@@ -127,15 +154,37 @@ def start(args):
     return 0
 
 
-def runtests(args):
+# The code checks runtests runs before pytest (configured in pyproject.toml). mypy's Django
+# plugin imports the settings, which need DEBUG on to start without a SECRET_KEY.
+CHECKS = {
+    "ruff check": ["-m", "ruff", "check", "."],
+    "mypy": ["-m", "mypy"],
+}
+
+
+def run_checks(env: Mapping[str, str]) -> list[str]:
+    """Run every check in CHECKS on the whole tree; the names of those that failed."""
+    failed = []
+    for name, args in CHECKS.items():
+        say(f"{name} …")
+        if subprocess.run([str(PYTHON), *args], env={**env, "DEBUG": "true"}, cwd=BASE_DIR).returncode != 0:
+            failed.append(name)
+    return failed
+
+
+def runtests(args: list[str]) -> int:
     ensure_apt_packages(TEST_APT_PACKAGES)
     env = {**os.environ}
+    failed = run_checks(env)
+    if failed:
+        say(f"{' and '.join(failed)} failed (see above); the tests were not run")
+        return 1
     # tests/env.py gives each run its own PostgreSQL database and Redis key prefix.
     pytest = [str(PYTHON), "-m", "pytest", "-c", str(BASE_DIR / "tests" / "pytest.ini"),
               "--rootdir", str(BASE_DIR / "tests"), *(args or [str(BASE_DIR / "tests")])]
     return subprocess.run(pytest, env=env, cwd=BASE_DIR).returncode
 
 
-def main(command, args):
-    ensure_venv()
+def main(command: str, args: list[str]) -> int:
+    ensure_venv(tests=command == "runtests")
     return {"start": start, "runtests": runtests}[command](args)

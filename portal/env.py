@@ -5,6 +5,8 @@ falls back to a default silently.
 """
 
 import os
+from collections.abc import Collection, Iterable
+from typing import overload
 from urllib.parse import urlsplit
 
 from django.core.exceptions import ImproperlyConfigured
@@ -13,7 +15,11 @@ _TRUE = {"true", "1", "yes", "on"}
 _FALSE = {"false", "0", "no", "off"}
 
 
-def env_str(name, default=None, *, required=False):
+@overload
+def env_str(name: str, default: str, *, required: bool = False) -> str: ...
+@overload
+def env_str(name: str, default: None = None, *, required: bool = False) -> str | None: ...
+def env_str(name: str, default: str | None = None, *, required: bool = False) -> str | None:
     value = os.environ.get(name)
     if value is None or value == "":
         if required:
@@ -22,7 +28,7 @@ def env_str(name, default=None, *, required=False):
     return value
 
 
-def env_bool(name, default):
+def env_bool(name: str, default: bool) -> bool:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -34,7 +40,7 @@ def env_bool(name, default):
     raise ImproperlyConfigured(f"{name} must be true or false, not {value!r}.")
 
 
-def env_int(name, default, *, minimum=None):
+def env_int(name: str, default: int, *, minimum: int | None = None) -> int:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -47,7 +53,7 @@ def env_int(name, default, *, minimum=None):
     return number
 
 
-def env_float(name, default, *, minimum=None, maximum=None):
+def env_float(name: str, default: float, *, minimum: float | None = None, maximum: float | None = None) -> float:
     value = os.environ.get(name)
     if value is None or value == "":
         return default
@@ -60,18 +66,20 @@ def env_float(name, default, *, minimum=None, maximum=None):
     return number
 
 
-def env_list(name, default):
+def env_list(name: str, default: Iterable[str]) -> list[str]:
     value = os.environ.get(name)
     if value is None or value == "":
         return list(default)
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def env_url(name, default, *, schemes):
+def env_url(name: str, default: str | None, *, schemes: Collection[str]) -> str:
     """A URL whose scheme is one of ``schemes``; anything else is an error."""
     value = os.environ.get(name)
     if value is None or value == "":
         value = default
+    if value is None:
+        raise ImproperlyConfigured(f"Set the environment variable {name}.")
     try:
         parts = urlsplit(value)
     except ValueError as exc:
@@ -91,7 +99,7 @@ def env_url(name, default, *, schemes):
     return value
 
 
-def env_choice(name, default, choices):
+def env_choice(name: str, default: str, choices: Collection[str]) -> str:
     """One of ``choices`` (compared in lower case); anything else is an error."""
     value = (os.environ.get(name) or default).strip().lower()
     if value not in choices:

@@ -1,16 +1,17 @@
 """Error pages: plain words, no stack, no internals (handler500)."""
 
 import sys
+from typing import Any
 
 from django.db import InterfaceError, OperationalError
-from django.http import HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.template import loader
 
 DATABASE_DOWN = (OperationalError, InterfaceError)
 RETRY_AFTER_SECONDS = 30
 
 
-def _page(template, status):
+def _page(template: str, status: int) -> HttpResponse:
     # Rendered without the request: its context processors would query the database,
     # which may be the very thing that failed.
     try:
@@ -20,7 +21,7 @@ def _page(template, status):
     return HttpResponse(body, status=status)
 
 
-def server_error(request, *args, **kwargs):
+def server_error(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
     """Django calls this for any uncaught exception, in a view or in a middleware. An
     unreachable database answers 503 with Retry-After (the service is down for a while,
     nothing is lost); anything else answers the plain 500 page."""

@@ -9,11 +9,14 @@ endpoint does not exist (404); a missing or wrong token gets 401.
 import hmac
 import logging
 import time
+from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, Sum
-from django.http import Http404, HttpResponse
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
+from django.db.models.expressions import Combinable
+from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
@@ -30,21 +33,21 @@ PER_CHUNK_BUCKETS = (0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 PER_SCAN_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-def queue_names():
+def queue_names() -> list[str]:
     names = {settings.CELERY_TASK_DEFAULT_QUEUE}
     names.update(route["queue"] for route in settings.CELERY_TASK_ROUTES.values() if "queue" in route)
     return sorted(names)
 
 
-def queue_depths():
+def queue_depths() -> dict[str, int]:
     """Messages waiting in each Celery queue (on Redis: every priority list of the queue,
     under CELERY_BROKER_KEY_PREFIX)."""
     from portal.celery import app
 
-    depths = {}
+    depths: dict[str, int] = {}
     with app.connection_for_read() as conn:
         conn.ensure_connection(max_retries=1, timeout=3)
-        channel = conn.default_channel
+        channel: Any = conn.default_channel  # the transport's own channel: it declares queues
         for name in queue_names():
             size = getattr(channel, "_size", None)
             if size is not None:
@@ -57,13 +60,14 @@ def queue_depths():
     return depths
 
 
-def workers_alive():
+def workers_alive() -> int:
     from portal.celery import app
 
     return len({name for reply in app.control.ping(timeout=PING_TIMEOUT_SECONDS) or [] for name in reply})
 
 
-def _histogram(name, documentation, queryset, expression, buckets):
+def _histogram(name: str, documentation: str, queryset: QuerySet[Any], expression: Combinable,
+               buckets: tuple[float, ...]) -> HistogramMetricFamily:
     annotated = queryset.annotate(seconds=ExpressionWrapper(expression, output_field=DurationField()))
     counts = annotated.aggregate(
         total=Count("pk"),
@@ -99,8 +103,8 @@ class NeuroAICollector:
     """One scrape: database, broker and worker figures; a part that is down is reported in
     ``neuroai_scrape_error`` and the others are still collected."""
 
-    def collect(self):
-        errors = {}
+    def collect(self) -> Iterator[Any]:
+        errors: dict[str, int] = {}
         for part, produce in (("redis", self._queues), ("database", self._database), ("workers", self._workers)):
             try:
                 yield from produce()
@@ -108,12 +112,13 @@ class NeuroAICollector:
             except Exception:  # noqa: BLE001 -- one part down must not hide the others
                 log.exception("metrics: could not read %s", part)
                 errors[part] = 1
-        family = GaugeMetricFamily("neuroai_scrape_error", "1 when this part could not be read in this scrape.", labels=["part"])
+        family = GaugeMetricFamily("neuroai_scrape_error", "1 when this part could not be read in this scrape.",
+                                   labels=["part"])
         for part, value in errors.items():
             family.add_metric([part], value)
         yield family
 
-    def _queues(self):
+    def _queues(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily(
             "neuroai_queue_messages", "Task messages waiting in each Celery queue.", labels=["queue"]
         )
@@ -121,12 +126,12 @@ class NeuroAICollector:
             family.add_metric([name], depth)
         yield family
 
-    def _workers(self):
+    def _workers(self) -> Iterator[GaugeMetricFamily]:
         yield GaugeMetricFamily(
             "neuroai_workers_alive", "Celery workers that answered a ping in this scrape.", value=workers_alive()
         )
 
-    def _database(self):
+    def _database(self) -> Iterator[Any]:
         from classifier.models import Prediction, PredictionChunk, PredictionJob, TrainingRun
         from classifier.models.jobs import ChunkStatus, JobStatus
 
@@ -176,7 +181,8 @@ class NeuroAICollector:
             not_assessed=Count("pk", filter=Q(error="", assessed=False)),
             recent=Count("pk", filter=Q(error="", created_at__gte=now - timedelta(seconds=RATE_WINDOW_SECONDS))),
         )
-        yield CounterMetricFamily("neuroai_predictions_stored", "Predictions stored (successful results).", value=counts["stored"])
+        yield CounterMetricFamily("neuroai_predictions_stored", "Predictions stored (successful results).",
+                                  value=counts["stored"])
         yield CounterMetricFamily(
             "neuroai_prediction_failures", "Failed prediction attempts kept on record (scan could not be analysed).",
             value=counts["failed"],
@@ -202,7 +208,7 @@ class NeuroAICollector:
         )
 
 
-def _unauthorized():
+def _unauthorized() -> HttpResponse:
     response = HttpResponse("A bearer token is required.\n", status=401, content_type="text/plain")
     response["WWW-Authenticate"] = 'Bearer realm="metrics"'
     return response
@@ -210,7 +216,7 @@ def _unauthorized():
 
 @never_cache
 @require_GET
-def metrics(request):
+def metrics(request: HttpRequest) -> HttpResponse:
     token = settings.METRICS_TOKEN
     if not token:
         raise Http404("Metrics are off: set METRICS_TOKEN.")

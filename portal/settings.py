@@ -7,6 +7,7 @@ so that ``manage.py check --deploy`` passes with no warnings.
 
 import os
 from pathlib import Path
+from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from dotenv import load_dotenv
@@ -21,9 +22,8 @@ load_dotenv(os.environ.get("NEUROAI_ENV_FILE", BASE_DIR / ".env"), override=Fals
 DATA_DIR = Path(env_str("NEUROAI_DATA_DIR", str(BASE_DIR / "var")))
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY", required=not DEBUG)
-if DEBUG and not SECRET_KEY:
-    SECRET_KEY = "insecure-development-key-never-use-in-production"  # noqa: S105
+# Required in production; in development a fixed key stands in when none is set.
+SECRET_KEY = env_str("SECRET_KEY", required=not DEBUG) or "insecure-development-key-never-use-in-production"  # noqa: S105
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 
@@ -106,10 +106,10 @@ DATABASE_URL = env_url(
 )
 
 
-def _database(url):
+def _database(url: str) -> dict[str, Any]:
     import dj_database_url
 
-    config = dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0))
+    config: dict[str, Any] = dict(dj_database_url.parse(url, conn_max_age=env_int("DB_CONN_MAX_AGE", 60, minimum=0)))
     if config["ENGINE"].endswith("sqlite3"):
         config["CONN_MAX_AGE"] = 0  # the file's folder is made by `manage.py start`
     else:
@@ -284,7 +284,8 @@ SPECTACULAR_SETTINGS = {
 }
 
 # Notifications (portal/notifications): e-mail when a batch finishes (opt-in per user; the
-# e-mail settings above) and a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times WEBHOOK_RETRY_SECONDS x 2^n apart.
+# e-mail settings above) and a signed per-clinic webhook, retried WEBHOOK_MAX_ATTEMPTS times
+# WEBHOOK_RETRY_SECONDS x 2^n apart.
 PORTAL_BASE_URL = env_str("PORTAL_BASE_URL", "http://localhost:8000")
 WEBHOOK_MAX_ATTEMPTS = env_int("WEBHOOK_MAX_ATTEMPTS", 6, minimum=1)
 WEBHOOK_RETRY_SECONDS = env_int("WEBHOOK_RETRY_SECONDS", 30, minimum=0)
@@ -442,7 +443,7 @@ if S3_BUCKET:
         S3_BUCKET, S3_PUBLIC_ENDPOINT_URL, env_str("S3_REGION")
     )
 if env_str("CSP_REPORT_URI"):
-    CONTENT_SECURITY_POLICY["DIRECTIVES"]["report-uri"] = [env_str("CSP_REPORT_URI")]
+    CONTENT_SECURITY_POLICY["DIRECTIVES"]["report-uri"] = [env_str("CSP_REPORT_URI", "")]
 PERMISSIONS_POLICY = env_str(
     "PERMISSIONS_POLICY",
     "accelerometer=(), camera=(), display-capture=(), geolocation=(), gyroscope=(), "

@@ -7,7 +7,11 @@ the same function against their own SeaweedFS server.
 """
 
 
-def s3_options(*, bucket, region, endpoint_url, access_key, secret_key, expire_seconds, location):
+from typing import Any
+
+
+def s3_options(*, bucket: str, region: str | None, endpoint_url: str | None, access_key: str | None,
+               secret_key: str | None, expire_seconds: int, location: str) -> dict[str, Any]:
     return {
         "bucket_name": bucket,
         "region_name": region,
@@ -25,9 +29,12 @@ def s3_options(*, bucket, region, endpoint_url, access_key, secret_key, expire_s
     }
 
 
-def build_storages(*, media_root, model_root, debug, s3=None):
+def build_storages(*, media_root: Any, model_root: Any, debug: bool,
+                   s3: dict[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """STORAGES for local disk, or for the bucket described by ``s3`` (keyword arguments of
     :func:`s3_options` less ``location``)."""
+    default: dict[str, Any]
+    models: dict[str, Any]
     if s3:
         default = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(**s3, location="media")}
         models = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(**s3, location="models")}
@@ -51,7 +58,7 @@ def build_storages(*, media_root, model_root, debug, s3=None):
     }
 
 
-def s3_image_origins(bucket, public_endpoint_url, region):
+def s3_image_origins(bucket: str | None, public_endpoint_url: str | None, region: str | None) -> list[str]:
     """Origins the browser fetches presigned image URLs from (for CSP img-src)."""
     from urllib.parse import urlsplit
 

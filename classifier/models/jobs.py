@@ -89,17 +89,17 @@ class Job(models.Model):
         abstract = True
 
     @property
-    def is_finished(self):
+    def is_finished(self) -> bool:
         return self.status in FINISHED
 
     @property
-    def percent(self):
+    def percent(self) -> int:
         if not self.total:
             return 100 if self.is_finished else 0
         return round(100 * (self.done + self.failed) / self.total)
 
     @property
-    def seconds_left(self):
+    def seconds_left(self) -> int | None:
         """Seconds to finish at the pace so far (None until the pace is known)."""
         processed = self.done + self.failed
         if self.status != JobStatus.RUNNING or not self.started_at or not processed:
@@ -108,7 +108,7 @@ class Job(models.Model):
         return max(0, round(elapsed / processed * (self.total - processed)))
 
     @property
-    def time_left_display(self):
+    def time_left_display(self) -> str:
         seconds = self.seconds_left
         if seconds is None:
             return ""
@@ -117,10 +117,11 @@ class Job(models.Model):
         return f"about {round(seconds / 60)} min left"
 
     @property
-    def is_waiting(self):
+    def is_waiting(self) -> bool:
         return self.status == JobStatus.QUEUED
 
-    def set_status(self, new_status, *, user_error=None, admin_error=None, admin_traceback=None):
+    def set_status(self, new_status: str, *, user_error: str | None = None, admin_error: str | None = None,
+                   admin_traceback: str | None = None) -> None:
         """The only place a job's status changes. Saves status, timestamps and errors."""
         new_status = JobStatus(new_status)
         if new_status not in TRANSITIONS[JobStatus(self.status)]:
@@ -187,11 +188,11 @@ class PredictionJob(Job):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.model_version} on {self.batch_id} ({self.status})"
 
     @property
-    def is_waiting(self):
+    def is_waiting(self) -> bool:
         """Queued, or running with every open chunk still waiting for a worker."""
         if self.status == JobStatus.QUEUED:
             return True
@@ -203,7 +204,7 @@ class PredictionJob(Job):
         ).exists()
 
     @property
-    def state_display(self):
+    def state_display(self) -> str:
         return JobStatus.QUEUED.label if self.is_waiting else self.get_status_display()
 
 
@@ -227,7 +228,7 @@ class TrainingRun(Job):
     class Meta:
         ordering = ["-created_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Training {self.architecture} ({self.status})"
 
 
@@ -267,5 +268,5 @@ class PredictionChunk(models.Model):
             models.UniqueConstraint(fields=["job", "round", "index"], name="one_chunk_per_index")
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"chunk {self.index} of round {self.round} of job {self.job_id} ({self.status})"

@@ -52,24 +52,24 @@ class ModelVersion(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.get_architecture_display()} {self.version}"
 
-    def gate_shortfalls(self):
+    def gate_shortfalls(self) -> list[str]:
         """Why this version is below the activation floors ([] when it clears them)."""
         from ml.card import gate_shortfalls
 
         return gate_shortfalls(self.metadata or {}, settings.MODEL_MIN_AUC, settings.MODEL_MIN_ACCURACY)
 
     @property
-    def display_name(self):
+    def display_name(self) -> str:
         return str(self)
 
     @classmethod
-    def active(cls, architecture):
+    def active(cls, architecture: str) -> "ModelVersion | None":
         return cls.objects.filter(architecture=architecture, is_active=True).first()
 
-    def activate(self):
+    def activate(self) -> None:
         """Make this the active version of its architecture (new jobs only use it)."""
         with transaction.atomic():
             # Lock the architecture's versions (evaluated), so two activations at once queue up

@@ -91,7 +91,7 @@ class Prediction(models.Model):
             ),
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         if self.error:
             return f"{self.model_version}: error ({self.error})"
         if not self.assessed:
@@ -99,7 +99,7 @@ class Prediction(models.Model):
         return f"{self.model_version}: {self.get_label_display()} ({self.probability:.3f})"
 
     @property
-    def confidence(self):
+    def confidence(self) -> float | None:
         """Distance from the undecided middle, 0 (coin toss) to 1 (certain)."""
         if self.probability is None:
             return None

@@ -45,5 +45,5 @@ class Review(models.Model):
             models.UniqueConstraint(fields=["prediction", "reviewer"], name="one_review_per_reviewer")
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.reviewer} {self.verdict} {self.label}"

@@ -12,10 +12,10 @@ class CodeForm(forms.Form):
         ),
     )
 
-    def clean_code(self):
+    def clean_code(self) -> str:
         return "".join(self.cleaned_data["code"].split()).replace("-", "").lower()
 
     @property
-    def is_app_code(self):
+    def is_app_code(self) -> bool:
         code = self.cleaned_data["code"]
         return len(code) == 6 and code.isdigit()

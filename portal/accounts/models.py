@@ -44,7 +44,7 @@ class Clinic(models.Model):
     class Meta:
         ordering = ["name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.name
 
 
@@ -68,7 +68,7 @@ class Membership(models.Model):
         ]
         ordering = ["clinic__name"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.user} — {self.get_role_display()} at {self.clinic}"
 
 

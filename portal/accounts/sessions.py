@@ -9,11 +9,13 @@ minute, not on every request.
 """
 
 import time
+from collections.abc import Callable
 from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import logout
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect
 from django.urls import reverse
 
@@ -22,16 +24,16 @@ STARTED_KEY = "signed_in_at"
 _WRITE_EVERY_SECONDS = 60
 
 
-def _is_activity(request):
+def _is_activity(request: HttpRequest) -> bool:
     mode = request.headers.get("Sec-Fetch-Mode")
     return request.method != "GET" or mode is None or mode == "navigate"
 
 
 class SessionLimitsMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.user.is_authenticated:
             now = time.time()
             session = request.session
@@ -48,7 +50,7 @@ class SessionLimitsMiddleware:
         return self.get_response(request)
 
     @staticmethod
-    def _sign_out(request, message):
+    def _sign_out(request: HttpRequest, message: str) -> HttpResponseRedirect:
         next_url = request.get_full_path() if request.method == "GET" else None
         logout(request)
         messages.info(request, message)

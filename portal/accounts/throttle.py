@@ -17,6 +17,8 @@ A successful login clears only that account's failures from that address: cleari
 address would let an attacker with an account of their own reset their counter at will.
 """
 
+from typing import Any
+
 from axes.attempts import get_cool_off_threshold
 from axes.handlers.database import AxesDatabaseHandler
 from axes.helpers import get_client_username
@@ -24,17 +26,18 @@ from axes.models import AccessAttempt
 from django.conf import settings
 from django.core import signing
 from django.db.models import Sum
+from django.http import HttpRequest, HttpResponse
 
 DEVICE_COOKIE = "neuroai_device"
 _SALT = "portal.accounts.known-device"
 _MAX_ACCOUNTS_PER_DEVICE = 10
 
 
-def _failures(**filters):
+def _failures(**filters: Any) -> int:
     return AccessAttempt.objects.filter(**filters).aggregate(n=Sum("failures_since_start"))["n"] or 0
 
 
-def known_accounts(request):
+def known_accounts(request: HttpRequest) -> list[str]:
     """Usernames that have signed in from this browser before (validated, not expired)."""
     value = request.COOKIES.get(DEVICE_COOKIE)
     if not value:
@@ -48,7 +51,7 @@ def known_accounts(request):
     return [name for name in names if isinstance(name, str)] if isinstance(names, list) else []
 
 
-def remember_device(request, response, username):
+def remember_device(request: HttpRequest, response: HttpResponse, username: str) -> None:
     """Mark this browser as one ``username`` has signed in from (after a correct password)."""
     names = [username] + [n for n in known_accounts(request) if n != username]
     response.set_cookie(
@@ -61,14 +64,20 @@ def remember_device(request, response, username):
     )
 
 
+class AxesRequest(HttpRequest):
+    """A request as django-axes hands it to its handler, the client's address found."""
+
+    axes_ip_address: str
+
+
 class LoginThrottle(AxesDatabaseHandler):
-    def get_failures(self, request, credentials=None):
+    def get_failures(self, request: AxesRequest, credentials: dict[str, Any] | None = None) -> int:
         username = get_client_username(request, credentials)
         address = request.axes_ip_address
         recent = {"attempt_time__gte": get_cool_off_threshold(request)}
         limit = settings.AXES_FAILURE_LIMIT
 
-        def scaled(count, own_limit):
+        def scaled(count: int, own_limit: int) -> int:
             return count * limit // own_limit
 
         counts = [_failures(username=username, ip_address=address, **recent)]
@@ -80,7 +89,7 @@ class LoginThrottle(AxesDatabaseHandler):
                 )
         return max(counts)
 
-    def reset_user_attempts(self, request, credentials=None):
+    def reset_user_attempts(self, request: AxesRequest, credentials: dict[str, Any] | None = None) -> int:
         username = get_client_username(request, credentials)
         count, _ = AccessAttempt.objects.filter(
             username=username, ip_address=request.axes_ip_address
@@ -88,6 +97,6 @@ class LoginThrottle(AxesDatabaseHandler):
         return count
 
 
-def clear_account_failures(username):
+def clear_account_failures(username: str) -> None:
     """After the account's owner proved themselves another way (a password reset)."""
     AccessAttempt.objects.filter(username=username).delete()

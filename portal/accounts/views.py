@@ -8,15 +8,20 @@ import base64
 import io
 import math
 from base64 import b32encode
+from collections.abc import Iterable
+from typing import Any
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
+from django.contrib.auth.models import User
 from django.db import transaction
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
-from django.urls import reverse_lazy
+from django.urls import reverse, reverse_lazy
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
@@ -28,29 +33,30 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 from django_otp.qr import write_qrcode_image
 
 from portal.accounts.forms import CodeForm
-from portal.accounts.mfa import has_confirmed_device
+from portal.accounts.mfa import has_confirmed_device, second_factor_verified
 from portal.accounts.throttle import clear_account_failures, remember_device
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
+from portal.types import AuthenticatedRequest
 
 RECOVERY_DEVICE_NAME = "Recovery codes"
 
 
 class LoginView(auth_views.LoginView):
-    def form_valid(self, form):
+    def form_valid(self, form: Any) -> HttpResponse:
         response = super().form_valid(form)
         remember_device(self.request, response, form.get_user().get_username())
         return response
 
 
-def _next_url(request):
+def _next_url(request: HttpRequest) -> str:
     url = request.POST.get("next") or request.GET.get("next") or ""
     if url and url_has_allowed_host_and_scheme(url, {request.get_host()}, request.is_secure()):
         return url
-    return reverse_lazy(settings.LOGIN_REDIRECT_URL)
+    return reverse(settings.LOGIN_REDIRECT_URL)
 
 
-def _new_recovery_codes(user):
+def _new_recovery_codes(user: User) -> list[str]:
     """Replace the user's recovery codes with MFA_RECOVERY_CODES new single-use ones."""
     device, _ = StaticDevice.objects.get_or_create(
         user=user, name=RECOVERY_DEVICE_NAME, defaults={"confirmed": True}
@@ -61,7 +67,7 @@ def _new_recovery_codes(user):
     return codes
 
 
-def _wait_seconds(devices):
+def _wait_seconds(devices: Iterable[Any]) -> int:
     """Seconds until one of ``devices`` accepts a code again (django-otp doubles the wait
     after each wrong code), or 0."""
     waits = []
@@ -74,11 +80,11 @@ def _wait_seconds(devices):
     return min(waits, default=0)
 
 
-def _throttled_error(form, seconds):
+def _throttled_error(form: CodeForm, seconds: int) -> None:
     form.add_error("code", f"Too many wrong codes: wait {seconds} second{pluralize(seconds)} and try again.")
 
 
-def _qr_data_uri(text):
+def _qr_data_uri(text: str) -> str:
     out = io.BytesIO()
     write_qrcode_image(text, out)
     return "data:image/svg+xml;base64," + base64.b64encode(out.getvalue()).decode("ascii")
@@ -87,7 +93,7 @@ def _qr_data_uri(text):
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def mfa_setup(request):
+def mfa_setup(request: AuthenticatedRequest) -> HttpResponse:
     """Enrol an authenticator app: scan the QR code (or type the key), confirm with a code.
     A user who already has one verified it to get here (SecondFactorMiddleware)."""
     user = request.user
@@ -131,10 +137,10 @@ def mfa_setup(request):
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def mfa_verify(request):
+def mfa_verify(request: AuthenticatedRequest) -> HttpResponse:
     """The second step of signing in: a code from the app, or one recovery code."""
     user = request.user
-    if user.is_verified():
+    if second_factor_verified(user):
         return redirect(_next_url(request))
     if not has_confirmed_device(user):
         return redirect("mfa_setup")
@@ -166,7 +172,8 @@ def mfa_verify(request):
                 record(request, AuditEvent.Action.MFA_VERIFIED)
             return redirect(_next_url(request))
         else:
-            record(request, AuditEvent.Action.MFA_FAILED, step="sign-in", kind="app" if form.is_app_code else "recovery")
+            record(request, AuditEvent.Action.MFA_FAILED, step="sign-in",
+                   kind="app" if form.is_app_code else "recovery")
             form.add_error(
                 "code",
                 "That code did not work. Codes from the app change every 30 seconds; "
@@ -178,14 +185,15 @@ def mfa_verify(request):
 @never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
-def mfa_recovery_codes(request):
+def mfa_recovery_codes(request: AuthenticatedRequest) -> HttpResponse:
     """A verified user replaces their recovery codes (the old ones stop working)."""
     if not has_confirmed_device(request.user):
         return redirect("mfa_setup")
     if request.method == "POST":
         codes = _new_recovery_codes(request.user)
         record(request, AuditEvent.Action.MFA_ENROLLED, device="recovery codes")
-        return render(request, "registration/mfa_recovery_codes.html", {"codes": codes, "next": reverse_lazy(settings.LOGIN_REDIRECT_URL)})
+        return render(request, "registration/mfa_recovery_codes.html",
+                      {"codes": codes, "next": reverse_lazy(settings.LOGIN_REDIRECT_URL)})
     device = StaticDevice.objects.filter(user=request.user, name=RECOVERY_DEVICE_NAME).first()
     left = device.token_set.count() if device else 0
     return render(request, "registration/mfa_recovery_status.html", {"left": left})
@@ -195,7 +203,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     """Always answers "sent if the address is known": the page never tells whether an
     address has an account."""
 
-    def form_valid(self, form):
+    def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         email = form.cleaned_data["email"]
         users = list(form.get_users(email))
         for user in users:
@@ -206,7 +214,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
 
 class PasswordResetConfirmView(auth_views.PasswordResetConfirmView):
-    def form_valid(self, form):
+    def form_valid(self, form: SetPasswordForm) -> HttpResponse:
         response = super().form_valid(form)
         record(self.request, AuditEvent.Action.PASSWORD_RESET_DONE, actor=form.user)
         # The owner proved themselves through their e-mail: let them sign in again.

@@ -1,9 +1,13 @@
 """``Authorization: Token nai_…`` (or ``Bearer nai_…``): a user's API token."""
 
+from typing import Any
+
+from django.contrib.auth.models import User
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication, get_authorization_header
+from rest_framework.request import Request
 
 from portal.api.models import ApiToken, hash_key
 
@@ -11,7 +15,7 @@ KEYWORDS = (b"token", b"bearer")
 
 
 class ApiTokenAuthentication(BaseAuthentication):
-    def authenticate(self, request):
+    def authenticate(self, request: Request) -> tuple[User, ApiToken] | None:
         parts = get_authorization_header(request).split()
         if not parts or parts[0].lower() not in KEYWORDS:
             return None
@@ -27,7 +31,7 @@ class ApiTokenAuthentication(BaseAuthentication):
         ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
         return token.user, token
 
-    def authenticate_header(self, request):
+    def authenticate_header(self, request: Request) -> str:
         return "Token"
 
 
@@ -38,7 +42,7 @@ try:
         target_class = ApiTokenAuthentication
         name = "apiToken"
 
-        def get_security_definition(self, auto_schema):
+        def get_security_definition(self, auto_schema: Any) -> dict[str, str]:
             return {
                 "type": "apiKey", "in": "header", "name": "Authorization",
                 "description": "`Token <key>`: a key made on the API tokens page.",

@@ -6,18 +6,19 @@ import uuid
 from datetime import timedelta
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import models
 from django.utils import timezone
 
 KEY_PREFIX = "nai_"
 
 
-def hash_key(key):
+def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-class ApiTokenQuerySet(models.QuerySet):
-    def usable(self):
+class ApiTokenQuerySet(models.QuerySet["ApiToken"]):
+    def usable(self) -> "ApiTokenQuerySet":
         return self.filter(revoked_at__isnull=True, expires_at__gt=timezone.now())
 
 
@@ -37,11 +38,11 @@ class ApiToken(models.Model):
     class Meta:
         ordering = ["-created_at"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.name} ({self.key_hint}…)"
 
     @classmethod
-    def issue(cls, user, name, days=None):
+    def issue(cls, user: User, name: str, days: int | None = None) -> "tuple[ApiToken, str]":
         """A new token and its key; the key exists only in the return value."""
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         days = days or settings.API_TOKEN_DAYS
@@ -52,7 +53,7 @@ class ApiToken(models.Model):
         return token, key
 
     @property
-    def state(self):
+    def state(self) -> str:
         if self.revoked_at:
             return "revoked"
         return "expired" if self.expires_at <= timezone.now() else "active"

@@ -1,5 +1,8 @@
 """What the API returns: the same objects the pages show, never a bare result."""
 
+from typing import Any
+
+from django.db.models import QuerySet
 from rest_framework import serializers
 
 from classifier.models import Label, ModelVersion, Prediction, Review
@@ -14,7 +17,8 @@ class ModelVersionSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = ModelVersion
-        fields = ["id", "architecture", "version", "display_name", "threshold", "is_active", "created_at", "activated_at"]
+        fields = ["id", "architecture", "version", "display_name", "threshold", "is_active", "created_at",
+                  "activated_at"]
 
 
 class CaseSerializer(serializers.ModelSerializer):
@@ -24,14 +28,14 @@ class CaseSerializer(serializers.ModelSerializer):
         model = Case
         fields = ["id", "clinic", "patient_ref", "notes", "created_at", "last_activity_at"]
         read_only_fields = ["created_at", "last_activity_at"]
-        validators = []  # uniqueness is checked case-insensitively in validate()
+        validators: list[Any] = []  # uniqueness is checked case-insensitively in validate()
 
-    def __init__(self, *args, clinics=None, **kwargs):
+    def __init__(self, *args: Any, clinics: QuerySet[Clinic] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if clinics is not None:
-            self.fields["clinic"].queryset = clinics
+        self.clinics = Clinic.objects.none() if clinics is None else clinics
+        self.fields["clinic"] = serializers.PrimaryKeyRelatedField(queryset=self.clinics, required=False)
 
-    def validate_patient_ref(self, value):
+    def validate_patient_ref(self, value: str) -> str:
         """The page's rules (portal.cases.refs): one spelling per reference."""
         ref = normalize_patient_ref(value)
         if has_control_characters(ref):
@@ -40,8 +44,8 @@ class CaseSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("Enter a patient reference.")
         return ref
 
-    def validate(self, data):
-        clinics = self.fields["clinic"].queryset
+    def validate(self, data: dict[str, Any]) -> dict[str, Any]:
+        clinics = self.clinics
         if "clinic" not in data:
             if clinics.count() != 1:
                 raise serializers.ValidationError({"clinic": "Say which clinic the case belongs to."})
@@ -73,17 +77,21 @@ class BatchSerializer(serializers.ModelSerializer):
         fields = ["id", "case", "created_at", "files_received", "accepted_count", "rejected_count",
                   "duplicate_count", "finished", "jobs", "scans"]
 
-    def _jobs(self, batch):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._jobs_of: dict[Any, list[dict[str, Any]]] = {}  # batch pk -> its jobs, read once
+
+    def _jobs(self, batch: Batch) -> list[dict[str, Any]]:
         from portal.cases.views import _batch_jobs, _job_json
 
-        if not hasattr(batch, "_api_jobs"):
-            batch._api_jobs = [_job_json(job) for job in _batch_jobs(batch)]
-        return batch._api_jobs
+        if batch.pk not in self._jobs_of:
+            self._jobs_of[batch.pk] = [_job_json(job) for job in _batch_jobs(batch)]
+        return self._jobs_of[batch.pk]
 
-    def get_jobs(self, batch) -> list[dict]:
+    def get_jobs(self, batch: Batch) -> list[dict[str, Any]]:
         return self._jobs(batch)
 
-    def get_finished(self, batch) -> bool:
+    def get_finished(self, batch: Batch) -> bool:
         return all(job["finished"] for job in self._jobs(batch))
 
 
@@ -99,7 +107,7 @@ class PredictionSerializer(serializers.ModelSerializer):
         fields = ["id", "scan", "scan_name", "model_version", "probability", "label", "threshold",
                   "assessed", "error", "gate", "round", "created_at"]
 
-    def get_gate(self, prediction) -> dict | None:
+    def get_gate(self, prediction: Prediction) -> dict[str, Any] | None:
         """The activation gate's verdict (``assessed``: False when the image does not look
         like the model's training images; then there is no label), where one was recorded."""
         if prediction.error or (prediction.ood_score is None and prediction.assessed):
@@ -123,5 +131,7 @@ class ReviewSerializer(serializers.ModelSerializer):
 
 class ReviewInputSerializer(serializers.Serializer):
     verdict = serializers.ChoiceField(choices=Review.Verdict.choices)
-    label = serializers.ChoiceField(choices=Label.choices, required=False, allow_blank=True)
+    # The stubs type a Serializer's own `label` (its title); as a declared field it is the API's "label".
+    label = serializers.ChoiceField(  # type: ignore[assignment]
+        choices=Label.choices, required=False, allow_blank=True)
     note = serializers.CharField(required=False, allow_blank=True, max_length=2000)

@@ -7,7 +7,7 @@ from rest_framework.throttling import AnonRateThrottle, UserRateThrottle
 class _FromSettings:
     setting = ""
 
-    def get_rate(self):
+    def get_rate(self) -> str:
         return getattr(settings, self.setting)
 
 

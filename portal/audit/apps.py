@@ -6,5 +6,5 @@ class AuditConfig(AppConfig):
     label = "audit"
     verbose_name = "Audit trail"
 
-    def ready(self):
+    def ready(self) -> None:
         from portal.audit import signals  # noqa: F401  (connects the login receivers)

@@ -9,16 +9,17 @@ default), X-Forwarded-For is ignored entirely and REMOTE_ADDR is the client.
 import ipaddress
 
 from django.conf import settings
+from django.http import HttpRequest
 
 
-def _valid(address):
+def _valid(address: str) -> str | None:
     try:
         return str(ipaddress.ip_address(address.strip()))
     except (ValueError, AttributeError):
         return None
 
 
-def client_ip(request):
+def client_ip(request: HttpRequest | None) -> str | None:
     if request is None:
         return None
     meta = getattr(request, "META", {})

@@ -7,21 +7,23 @@ belongs to is deliberately not looked up or recorded: the trail must not become 
 learn it. Query strings are not recorded either (they may carry search terms).
 """
 
+from collections.abc import Callable
+
 from django.core.exceptions import PermissionDenied
-from django.http import Http404
+from django.http import Http404, HttpRequest, HttpResponse
 
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
 
 
 class RefusedAccessAuditMiddleware:
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         return self.get_response(request)
 
-    def process_exception(self, request, exception):
+    def process_exception(self, request: HttpRequest, exception: Exception) -> None:
         if isinstance(exception, Http404):
             status = 404
         elif isinstance(exception, PermissionDenied):

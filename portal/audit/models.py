@@ -7,16 +7,18 @@ cannot rewrite history either. TRUNCATE (test teardown, a deliberate purge by th
 owner) is not blocked.
 """
 
+from typing import Any, NoReturn
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 
-def _refuse_change(*args, **kwargs):
+def _refuse_change(*args: Any, **kwargs: Any) -> NoReturn:
     raise PermissionError("Audit events are append-only.")
 
 
-def _refuse_delete(*args, **kwargs):
+def _refuse_delete(*args: Any, **kwargs: Any) -> NoReturn:
     raise PermissionError("Audit events cannot be deleted.")
 
 
@@ -80,16 +82,20 @@ class AuditEvent(models.Model):
 
     objects = AppendOnlyQuerySet.as_manager()
 
+    # Not stored: set by portal.audit.objects.describe() for the audit page.
+    object_label: str
+    object_url: str
+
     class Meta:
         ordering = ["-at", "-id"]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M:%S} {self.actor_name or '-'} {self.action}"
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         if self.pk is not None:
             raise PermissionError("Audit events are append-only.")
         super().save(*args, **kwargs)
 
-    def delete(self, *args, **kwargs):
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise PermissionError("Audit events cannot be deleted.")

@@ -6,7 +6,7 @@ class CasesConfig(AppConfig):
     label = "cases"
     verbose_name = "Patient cases and scans"
 
-    def ready(self):
+    def ready(self) -> None:
         # Pillow's own decompression-bomb guard, at the portal's pixel limit, for every
         # image this process opens (the intake also checks the limit before decoding).
         from django.conf import settings

@@ -19,7 +19,7 @@ _CHUNK = 1024 * 1024
 
 
 class ArchiveRefused(Exception):
-    def __init__(self, reason):
+    def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
 
@@ -36,13 +36,13 @@ def is_zip(data: bytes) -> bool:
     return data[:4] == ZIP_MAGIC
 
 
-def _unsafe_name(name):
+def _unsafe_name(name: str) -> bool:
     if "\x00" in name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
         return True
     return ".." in posixpath.normpath(name).split("/") or ".." in name.split("/")
 
 
-def _skipped(info):
+def _skipped(info: zipfile.ZipInfo) -> bool:
     base = posixpath.basename(info.filename.rstrip("/"))
     return (
         info.is_dir() or info.filename.startswith(_SKIPPED) or base.startswith(".")
@@ -50,7 +50,7 @@ def _skipped(info):
     )
 
 
-def _read(archive, info, limits, budget):
+def _read(archive: zipfile.ZipFile, info: zipfile.ZipInfo, limits: "ArchiveLimits", budget: int) -> bytes:
     out = bytearray()
     with archive.open(info) as handle:
         while chunk := handle.read(_CHUNK):
@@ -70,7 +70,7 @@ def _read(archive, info, limits, budget):
     return bytes(out)
 
 
-def unpack(data, limits):
+def unpack(data: bytes, limits: "ArchiveLimits") -> list[tuple[str, bytes]]:
     """The archive's files as ``(name, bytes)`` in name order, or :class:`ArchiveRefused`."""
     import io
 

@@ -13,6 +13,7 @@ The original bytes are never written to storage; only the output of :func:`deide
 """
 
 import io
+from typing import Any
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
@@ -84,7 +85,7 @@ class PatientIdentity:
     SALT = "neuroai.dicom.patient-identity"
 
     @staticmethod
-    def of(ds, clinic_id):
+    def of(ds: Dataset, clinic_id: Any) -> str:
         """``""`` when the object names no patient at all."""
         pid = str(ds.get("PatientID") or "").strip()
         issuer = str(ds.get("IssuerOfPatientID") or "").strip()
@@ -101,16 +102,16 @@ class PatientIdentity:
         ).hexdigest()
 
 
-def pseudonym_key():
-    return settings.DICOM_PSEUDONYM_KEY or settings.SECRET_KEY
+def pseudonym_key() -> str:
+    return str(settings.DICOM_PSEUDONYM_KEY or settings.SECRET_KEY)
 
 
-def clinic_seed(clinic_id):
+def clinic_seed(clinic_id: Any) -> str:
     return salted_hmac("neuroai.dicom.pseudonym-seed", str(clinic_id), secret=pseudonym_key(),
                        algorithm="sha256").hexdigest()
 
 
-def _strip(dataset):
+def _strip(dataset: Dataset) -> None:
     for element in list(dataset):
         group = element.tag.group
         if (
@@ -130,12 +131,12 @@ def _strip(dataset):
 class Deidentifier:
     """One per upload to one clinic: every object goes through the same seeded anonymiser."""
 
-    def __init__(self, clinic_id):
+    def __init__(self, clinic_id: Any) -> None:
         from dicognito.anonymizer import Anonymizer
 
         self._anonymizer = Anonymizer(seed=clinic_seed(clinic_id))
 
-    def deidentify(self, ds) -> bytes:
+    def deidentify(self, ds: Dataset) -> bytes:
         """De-identify ``ds`` in place and return the bytes to store."""
         self._anonymizer.anonymize(ds)
         _strip(ds)

@@ -14,17 +14,34 @@ later file of another patient is refused, one by one.
 import copy
 import hashlib
 from collections import Counter
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
+from django.core.files.uploadedfile import UploadedFile
 from django.template.defaultfilters import pluralize
+from pydicom.dataset import Dataset
 
 from ml.dicom import (
-    DicomRejected, check_dataset, check_frame_content, check_intake_limits, frame_count, frames_to_rgb,
-    is_dicom, read_dataset, series_info,
+    DicomRejected,
+    check_dataset,
+    check_frame_content,
+    check_intake_limits,
+    frame_count,
+    frames_to_rgb,
+    is_dicom,
+    read_dataset,
+    series_info,
 )
-from ml.intake import ImageRejected
+from ml.intake import ImageRejected, IntakeLimits
 from portal.cases.archives import ArchiveLimits, ArchiveRefused, is_zip, unpack
 from portal.cases.deidentify import Deidentifier, PatientIdentity
+
+if TYPE_CHECKING:
+    from portal.cases.models import Case
+    from portal.cases.uploads import CheckedFile
+
+    MakeChecked = Callable[..., CheckedFile]
 
 OTHER_PATIENT = "Not accepted: belongs to a different patient than this case."
 NO_PATIENT = "Not accepted: the file names no patient, so it cannot be matched to this case's patient."
@@ -33,12 +50,12 @@ NO_PATIENT = "Not accepted: the file names no patient, so it cannot be matched t
 class UploadRefused(Exception):
     """The upload as a whole cannot be taken; nothing was stored."""
 
-    def __init__(self, message):
+    def __init__(self, message: str) -> None:
         super().__init__(message)
         self.message = message
 
 
-def archive_limits():
+def archive_limits() -> ArchiveLimits:
     return ArchiveLimits(
         max_entries=settings.UPLOAD_MAX_FILES,
         max_entry_bytes=settings.UPLOAD_MAX_FILE_BYTES,
@@ -47,18 +64,18 @@ def archive_limits():
     )
 
 
-def peek(upload, size=132):
+def peek(upload: UploadedFile, size: int = 132) -> bytes:
     upload.seek(0)
     head = upload.read(size)
     upload.seek(0)
     return head
 
 
-def wants_expansion(head):
+def wants_expansion(head: bytes) -> bool:
     return is_zip(head) or is_dicom(head)
 
 
-def _rejected(make, name, size, reason):
+def _rejected(make: "MakeChecked", name: str, size: int, reason: str) -> "CheckedFile":
     from portal.cases.models import Scan
 
     return make(name=name, size=size, status=Scan.Status.REJECTED, reason=f"Not accepted: {reason}."[:300])
@@ -67,18 +84,18 @@ def _rejected(make, name, size, reason):
 class DicomIntake:
     """One per upload: it de-identifies every object with the case's clinic pseudonyms."""
 
-    def __init__(self, clinic_id, make_checked):
+    def __init__(self, clinic_id: Any, make_checked: "MakeChecked") -> None:
         self.clinic_id = clinic_id
         self.make = make_checked  # CheckedFile factory (keyword arguments)
-        self._deidentifier = None
+        self._deidentifier: Deidentifier | None = None
 
     @property
-    def deidentifier(self):
+    def deidentifier(self) -> Deidentifier:
         if self._deidentifier is None:
             self._deidentifier = Deidentifier(self.clinic_id)
         return self._deidentifier
 
-    def expand(self, upload, name, limits):
+    def expand(self, upload: UploadedFile, name: str, limits: IntakeLimits) -> "list[CheckedFile]":
         """Every scan in one uploaded file (a DICOM object or a zip of them)."""
         size = upload.size or 0
         head = peek(upload)
@@ -94,7 +111,8 @@ class DicomIntake:
             for entry_name, data in entries:
                 shown = f"{name}/{entry_name}"[:255]
                 if not is_dicom(data):
-                    out.append(_rejected(self.make, shown, len(data), "not a DICOM file (an archive may hold DICOM files only)"))
+                    out.append(_rejected(self.make, shown, len(data),
+                                         "not a DICOM file (an archive may hold DICOM files only)"))
                     continue
                 out += self.dicom(shown, data, limits)
             return out
@@ -102,7 +120,7 @@ class DicomIntake:
             return [_rejected(self.make, name, size, f"the file is over {limits.max_bytes // (1024 * 1024)} MB")]
         return self.dicom(name, upload.read(), limits)
 
-    def dicom(self, name, data, limits):
+    def dicom(self, name: str, data: bytes, limits: IntakeLimits) -> "list[CheckedFile]":
         try:
             ds = read_dataset(data)
             check_dataset(ds, max_pixels=limits.max_pixels, max_frames=settings.DICOM_MAX_FRAMES)
@@ -114,7 +132,7 @@ class DicomIntake:
         info = series_info(ds)
         singles = [ds] if len(frames) == 1 else split_frames(ds)
         out = []
-        for frame, single in zip(frames, singles):
+        for frame, single in zip(frames, singles, strict=True):
             shown = name if len(frames) == 1 else f"{name} [frame {frame.index + 1}]"[:255]
             try:
                 check_frame_content(frame.image, limits)
@@ -131,7 +149,7 @@ class DicomIntake:
         return out
 
 
-def split_frames(ds):
+def split_frames(ds: Dataset) -> list[Dataset]:
     """A multi-frame object as single-frame objects, pixel data uncompressed."""
     if ds.file_meta.TransferSyntaxUID.is_compressed:
         ds.decompress()
@@ -150,7 +168,7 @@ def split_frames(ds):
     return singles
 
 
-def refuse_mixed_patients(checked):
+def refuse_mixed_patients(checked: "Iterable[CheckedFile]") -> None:
     """An upload with files of two (or more) patients is refused whole, with the counts."""
     counts = Counter(item.patient_hash for item in checked if item.patient_hash)
     if len(counts) > 1:
@@ -163,7 +181,7 @@ def refuse_mixed_patients(checked):
         )
 
 
-def match_case_patient(case, checked):
+def match_case_patient(case: "Case", checked: "list[CheckedFile]") -> bool:
     """Under the case's row lock: refuse files of another patient; a case without a patient
     takes the one of its first DICOM upload. Returns True when the case was given one."""
     from portal.cases.models import Case, Scan

@@ -1,31 +1,40 @@
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, cast
+
 from django import forms
 from django.conf import settings
+from django.db.models import QuerySet
 
+from portal.accounts.models import Clinic
 from portal.cases.models import Case
 from portal.cases.refs import has_control_characters, normalize_patient_ref
+
+if TYPE_CHECKING:
+    from classifier.models import ModelVersion
 
 
 class CaseForm(forms.ModelForm):
     """A new case in one of the clinics where the user may upload."""
 
-    clinic = forms.ModelChoiceField(queryset=None, empty_label=None)
+    clinic: "forms.ModelChoiceField[Clinic]" = forms.ModelChoiceField(queryset=None, empty_label=None)
 
     class Meta:
         model = Case
         fields = ["clinic", "patient_ref", "notes"]
         widgets = {"notes": forms.Textarea(attrs={"rows": 3})}
 
-    def __init__(self, *args, clinics, **kwargs):
+    def __init__(self, *args: Any, clinics: QuerySet[Clinic], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["clinic"].queryset = clinics
+        clinic = cast(forms.ModelChoiceField, self.fields["clinic"])
+        clinic.queryset = clinics
         if clinics.count() == 1:
-            self.fields["clinic"].initial = clinics.first()
-            self.fields["clinic"].widget = forms.HiddenInput()
+            clinic.initial = clinics.first()
+            clinic.widget = forms.HiddenInput()
         self.fields["patient_ref"].widget.attrs.update(autocomplete="off", autofocus=True)
 
-    existing_case = None  # set when the reference is already a case of the chosen clinic
+    existing_case: Case | None = None  # set when the reference is already a case of the chosen clinic
 
-    def clean_patient_ref(self):
+    def clean_patient_ref(self) -> str:
         ref = normalize_patient_ref(self.cleaned_data["patient_ref"])
         if has_control_characters(ref):
             raise forms.ValidationError("The patient reference contains control characters.")
@@ -33,11 +42,11 @@ class CaseForm(forms.ModelForm):
             raise forms.ValidationError("Enter a patient reference.", code="required")
         return ref
 
-    def validate_unique(self):
+    def validate_unique(self) -> None:
         """Uniqueness is checked once, case-insensitively, in clean() (and by the database)."""
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         clinic, ref = cleaned.get("clinic"), cleaned.get("patient_ref")
         if clinic and ref:
             self.existing_case = Case.objects.filter(clinic=clinic, patient_ref__iexact=ref).first()
@@ -60,11 +69,11 @@ class MultipleFileField(forms.FileField):
     Each file is returned as received: its content is judged one by one by the intake, so
     that one bad file becomes one listed rejection, never a refused batch."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("widget", MultipleFileInput())
         super().__init__(*args, **kwargs)
 
-    def clean(self, data, initial=None):
+    def clean(self, data: Any, initial: Any = None) -> list[Any]:
         files = [item for item in (data if isinstance(data, (list, tuple)) else [data]) if item]
         if not files and self.required:
             raise forms.ValidationError("Choose at least one image file.", code="required")
@@ -78,12 +87,13 @@ class MultipleFileField(forms.FileField):
         return files
 
 
-def model_choices(active_versions):
+def model_choices(active_versions: "Mapping[str, ModelVersion]") -> list[tuple[str, str]]:
     return [(arch, f"{version.display_name}") for arch, version in active_versions.items()]
 
 
 class UploadForm(forms.Form):
-    files = MultipleFileField(
+    # A declared field, not the form's own `files` (Django moves declared fields to base_fields).
+    files = MultipleFileField(  # type: ignore[assignment]
         label="Scans",
         help_text="JPEG, PNG or MR DICOM (alone or in a .zip), judged by their content.",
         widget=MultipleFileInput(attrs={"accept": "image/jpeg,image/png,application/dicom,.dcm,.zip,application/zip"}),
@@ -92,11 +102,12 @@ class UploadForm(forms.Form):
         label="Analyse with", widget=forms.CheckboxSelectMultiple, required=False
     )
 
-    def __init__(self, *args, active_versions, **kwargs):
+    def __init__(self, *args: Any, active_versions: "Mapping[str, ModelVersion]", **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.active_versions = active_versions
-        self.fields["models"].choices = model_choices(active_versions)
-        self.fields["models"].initial = list(active_versions)
+        models = cast(forms.MultipleChoiceField, self.fields["models"])
+        models.choices = model_choices(active_versions)
+        models.initial = list(active_versions)
         self.fields["files"].help_text = (
             f"Up to {settings.UPLOAD_MAX_FILES} JPEG, PNG or MR DICOM files of at most "
             f"{settings.UPLOAD_MAX_FILE_BYTES // (1024 * 1024)} MB each, at least "
@@ -104,7 +115,7 @@ class UploadForm(forms.Form):
             "judged by their content. DICOM is de-identified before it is stored."
         )
 
-    def clean_models(self):
+    def clean_models(self) -> list[str]:
         chosen = self.cleaned_data["models"]
         if self.active_versions and not chosen:
             raise forms.ValidationError("Choose at least one model.")
@@ -120,7 +131,8 @@ class PredictForm(forms.Form):
         error_messages={"required": "Choose at least one model to analyse this batch with."},
     )
 
-    def __init__(self, *args, choices, **kwargs):
+    def __init__(self, *args: Any, choices: Sequence[tuple[str, str]], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["models"].choices = choices
-        self.fields["models"].initial = [value for value, _ in choices]  # as the upload form does
+        models = cast(forms.MultipleChoiceField, self.fields["models"])
+        models.choices = choices
+        models.initial = [value for value, _ in choices]  # as the upload form does

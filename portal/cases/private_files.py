@@ -10,29 +10,34 @@ checked clinic membership and written the audit record.
 """
 
 from functools import lru_cache
+from typing import Any, TypeVar
 
 from django.conf import settings
+from django.core.files.storage import Storage
+from django.db.models.fields.files import FieldFile
 from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.http.response import HttpResponseBase
 
 NO_STORE = "private, no-store"
+R = TypeVar("R", bound=HttpResponseBase)
 
 
-def private(response):
+def private(response: R) -> R:
     response["Cache-Control"] = NO_STORE
     response["X-Content-Type-Options"] = "nosniff"
     return response
 
 
-def is_object_storage(storage):
+def is_object_storage(storage: Storage) -> bool:
     return hasattr(storage, "bucket_name") and hasattr(storage, "querystring_expire")
 
 
 @lru_cache(maxsize=4)
-def _signing_storage(storage_class, options_key):
+def _signing_storage(storage_class: Any, options_key: tuple[tuple[str, Any], ...]) -> Any:
     return storage_class(**dict(options_key))
 
 
-def _signer(storage):
+def _signer(storage: Any) -> Any:
     """``storage``, or a twin that signs for the browsers' address of the S3 server."""
     public = settings.S3_PUBLIC_ENDPOINT_URL
     if not public or public == storage.endpoint_url:
@@ -48,10 +53,10 @@ def _signer(storage):
         "addressing_style": storage.addressing_style,
         "querystring_auth": True,
     }
-    return _signing_storage(type(storage), tuple(sorted(options.items())))
+    return _signing_storage(storage.__class__, tuple(sorted(options.items())))
 
 
-def presigned_url(storage, name, content_type, filename=None):
+def presigned_url(storage: Any, name: str, content_type: str, filename: str | None = None) -> str:
     disposition = f'inline; filename="{filename}"' if filename else "inline"
     return _signer(storage).url(
         name,
@@ -64,20 +69,22 @@ def presigned_url(storage, name, content_type, filename=None):
     )
 
 
-def redirect_to_object(storage, name, content_type, filename=None):
+def redirect_to_object(storage: Any, name: str, content_type: str, filename: str | None = None) -> HttpResponseRedirect:
     """302 to a short-lived presigned URL; the redirect itself is never cached."""
     return private(HttpResponseRedirect(presigned_url(storage, name, content_type, filename)))
 
 
-def serve_file(field_file, content_type, filename):
+def serve_file(field_file: FieldFile, content_type: str, filename: str) -> HttpResponseBase:
     """The response for a stored file of a FileField, by the storage it lives in."""
-    storage = field_file.storage
+    storage, name = field_file.storage, field_file.name
+    if not name:
+        raise FileNotFoundError("the field holds no file")
     if is_object_storage(storage):
-        return redirect_to_object(storage, field_file.name, content_type, filename)
+        return redirect_to_object(storage, name, content_type, filename)
     prefix = settings.PRIVATE_FILES_ACCEL_PREFIX
     if prefix:
         response = HttpResponse(content_type=content_type)
-        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + field_file.name
+        response["X-Accel-Redirect"] = prefix.rstrip("/") + "/" + name
         response["Content-Disposition"] = f'inline; filename="{filename}"'
         return private(response)
     return private(
@@ -85,7 +92,7 @@ def serve_file(field_file, content_type, filename):
     )
 
 
-def serve_stored(storage, name, content_type, checked=False):
+def serve_stored(storage: Storage, name: str, content_type: str, checked: bool = False) -> HttpResponseBase:
     """A derived file (thumbnail, heatmap) in ``storage``: a redirect to it in object storage,
     else its bytes. FileNotFoundError when it is not there (``checked``: the caller has just
     seen it exist)."""

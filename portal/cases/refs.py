@@ -10,11 +10,11 @@ case-insensitive, in the form and in the database (``Lower(patient_ref)`` constr
 import unicodedata
 
 
-def normalize_patient_ref(value):
+def normalize_patient_ref(value: str) -> str:
     value = unicodedata.normalize("NFKC", value or "")
     value = "".join(ch for ch in value if unicodedata.category(ch) != "Cf")
     return value.strip()
 
 
-def has_control_characters(value):
+def has_control_characters(value: str) -> bool:
     return any(unicodedata.category(ch) == "Cc" for ch in value)

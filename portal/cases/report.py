@@ -6,6 +6,8 @@ the decision-support disclaimer. Built in memory from what the database holds; t
 that serves it checks membership and audits it."""
 
 import io
+from collections.abc import Callable
+from typing import Any
 from xml.sax.saxutils import escape
 
 from django.utils import timezone
@@ -16,9 +18,9 @@ from reportlab.lib.units import mm
 from reportlab.lib.utils import ImageReader
 from reportlab.platypus import Image, KeepTogether, Paragraph, SimpleDocTemplate, Spacer, Table, TableStyle
 
-from classifier.models import NOT_ASSESSED_TEXT, Prediction
+from classifier.models import NOT_ASSESSED_TEXT, ModelVersion, Prediction
 from ml.card import INTENDED_USE, backbone_info, build_card, headline_metrics
-from portal.cases.models import Scan
+from portal.cases.models import Case, Scan
 
 DISCLAIMER = (
     "Decision support only: every result must be confirmed by a qualified clinician. "
@@ -33,7 +35,7 @@ GRID = TableStyle([
 ])
 
 
-def result_text(prediction):
+def result_text(prediction: Prediction) -> str:
     """The words a result cell shows, for print."""
     if prediction.error:
         return f"Error: {prediction.error}"
@@ -46,14 +48,14 @@ def result_text(prediction):
     )
 
 
-def card_summary(version, *, min_auc, min_accuracy):
+def card_summary(version: ModelVersion, *, min_auc: float, min_accuracy: float) -> list[str]:
     """A few lines of the version's model card."""
     meta = version.metadata or {}
     head = headline_metrics(meta)
     backbone = backbone_info(meta)
     card = build_card(meta, min_auc=min_auc, min_accuracy=min_accuracy)
 
-    def fmt(value):
+    def fmt(value: float | None) -> str:
         return "not recorded" if value is None else f"{value:.3f}"
 
     lines = [
@@ -63,7 +65,7 @@ def card_summary(version, *, min_auc, min_accuracy):
     return lines + list(card.get("warnings", []))
 
 
-def _thumbnail(scan, make_thumbnail):
+def _thumbnail(scan: Scan, make_thumbnail: Callable[[bytes], bytes]) -> Any:
     try:
         with scan.file.open("rb") as handle:
             data = make_thumbnail(handle.read())
@@ -75,12 +77,13 @@ def _thumbnail(scan, make_thumbnail):
     return Image(io.BytesIO(data), width=width * scale, height=height * scale)
 
 
-def build_report(case, *, make_thumbnail, min_auc, min_accuracy, generated_by):
+def build_report(case: Case, *, make_thumbnail: Callable[[bytes], bytes], min_auc: float, min_accuracy: float,
+                 generated_by: Any) -> bytes:
     """The PDF bytes of ``case``'s report."""
     styles = getSampleStyleSheet()
     body, small = styles["BodyText"], styles["BodyText"].clone("small", fontSize=8, leading=10)
 
-    def p(text, style=small):
+    def p(text: Any, style: Any = small) -> Paragraph:
         return Paragraph(escape(str(text)), style)
 
     out = io.BytesIO()
@@ -103,7 +106,8 @@ def build_report(case, *, make_thumbnail, min_auc, min_accuracy, generated_by):
         .prefetch_related("reviews__reviewer")
         .order_by("created_at", "id")
     )
-    by_scan, versions = {}, {}
+    by_scan: dict[Any, list[Prediction]] = {}
+    versions: dict[int, ModelVersion] = {}
     for prediction in predictions:
         by_scan.setdefault(prediction.scan_id, []).append(prediction)
         versions[prediction.model_version_id] = prediction.model_version
@@ -145,7 +149,7 @@ def build_report(case, *, make_thumbnail, min_auc, min_accuracy, generated_by):
         story.append(p(line, body))
     story += [Spacer(1, 3 * mm), Paragraph(escape(DISCLAIMER), styles["Heading4"])]
 
-    def footer(canvas, document):
+    def footer(canvas: Any, document: Any) -> None:
         canvas.saveState()
         canvas.setFont("Helvetica", 7)
         canvas.drawString(15 * mm, 8 * mm, f"{case.patient_ref} · decision support only · page {document.page}")

@@ -18,15 +18,20 @@ uploaded, so a second upload of the same file is still recognised as a duplicate
 import hashlib
 import logging
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from classifier.intake import intake_limits
 from classifier.jobs import NoActiveModel, create_prediction_jobs
-from classifier.models import ModelVersion
+from classifier.models import ModelVersion, PredictionJob
+from classifier.models.model_version import Architecture
+from ml.intake import IntakeLimits
 from portal.cases.models import Batch, Case, Scan
 
 log = logging.getLogger(__name__)
@@ -34,7 +39,7 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class CheckedFile:
-    upload: object
+    upload: UploadedFile | None  # None for a file taken out of a DICOM archive (see content)
     position: int
     name: str
     size: int
@@ -54,24 +59,24 @@ class CheckedFile:
 @dataclass
 class UploadResult:
     batch: Batch
-    jobs: list = field(default_factory=list)
-    missing_models: list = field(default_factory=list)
+    jobs: list[PredictionJob] = field(default_factory=list)
+    missing_models: list[str] = field(default_factory=list)
 
 
-def display_name(upload):
+def display_name(upload: UploadedFile) -> str:
     """The client's file name, for display only (never a storage path)."""
     name = os.path.basename((upload.name or "").replace("\\", "/"))
     name = "".join(ch for ch in name if ch.isprintable()).strip()
     return (name or "unnamed")[:255]
 
 
-def _megabytes(size):
+def _megabytes(size: int) -> str:
     from django.template.defaultfilters import filesizeformat
 
     return filesizeformat(size).replace("\xa0", " ")
 
 
-def check_file(upload, position, limits):
+def check_file(upload: UploadedFile, position: int, limits: IntakeLimits) -> CheckedFile:
     """Read one uploaded file, hash it and decode it; return its verdict."""
     from ml.intake import ImageRejected, decode_image
     from ml.metadata import MetadataError, strip_metadata
@@ -103,14 +108,14 @@ def check_file(upload, position, limits):
     return checked
 
 
-def check_files(uploads, case):
+def check_files(uploads: Iterable[UploadedFile], case: Case) -> list[CheckedFile]:
     """Every scan in ``uploads`` (a DICOM zip gives many), numbered in order; an upload
     mixing two patients raises ``UploadRefused`` (see ``portal.cases.dicom_intake``)."""
     from portal.cases.dicom_intake import DicomIntake, peek, refuse_mixed_patients, wants_expansion
 
     limits = intake_limits()
     dicom = DicomIntake(case.clinic_id, lambda **kw: CheckedFile(upload=None, position=0, **kw))
-    checked = []
+    checked: list[CheckedFile] = []
     for upload in uploads:
         if wants_expansion(peek(upload)):
             checked += dicom.expand(upload, display_name(upload), limits)
@@ -122,17 +127,17 @@ def check_files(uploads, case):
     return checked
 
 
-def active_versions():
+def active_versions() -> dict[str, ModelVersion]:
     """The active version of each architecture that has one, in display order."""
     versions = ModelVersion.objects.filter(is_active=True)
     by_arch = {version.architecture: version for version in versions}
-    return {arch: by_arch[arch] for arch, _ in ModelVersion._meta.get_field("architecture").choices if arch in by_arch}
+    return {arch: by_arch[arch] for arch in Architecture.values if arch in by_arch}
 
 
-def ingest(case, user, uploads, architectures):
+def ingest(case: Case, user: User, uploads: Iterable[UploadedFile], architectures: Iterable[str]) -> UploadResult:
     """Record one upload of ``uploads`` to ``case`` and queue predictions; see module doc."""
     checked = check_files(uploads, case)
-    stored = []
+    stored: list[str] = []
     try:
         with transaction.atomic():
             return _record(case, user, checked, architectures, stored)
@@ -145,7 +150,8 @@ def ingest(case, user, uploads, architectures):
         raise
 
 
-def _record(case, user, checked, architectures, stored):
+def _record(case: Case, user: User, checked: list[CheckedFile], architectures: Iterable[str],
+            stored: list[str]) -> UploadResult:
     from portal.cases.dicom_intake import match_case_patient
 
     Case.objects.select_for_update().only("pk").get(pk=case.pk)
@@ -156,7 +162,8 @@ def _record(case, user, checked, architectures, stored):
         for scan in Scan.objects.filter(case=case, status=Scan.Status.ACCEPTED, sha256__in=shas)
     }
     batch = Batch.objects.create(case=case, uploaded_by=user, files_received=len(checked))
-    scans, seen = [], {}
+    scans: list[Scan] = []
+    seen: dict[str, Scan] = {}
     for item in checked:
         scan = Scan(
             case=case, batch=batch, position=item.position, original_name=item.name,
@@ -188,7 +195,7 @@ def _record(case, user, checked, architectures, stored):
     return result
 
 
-def _store(scan, item, stored):
+def _store(scan: Scan, item: CheckedFile, stored: list[str]) -> str:
     """Write the scan's metadata-free bytes; the name is listed in ``stored`` before the
     write, so that a write failing half-way is removed with the rest."""
     from ml.metadata import strip_metadata
@@ -196,6 +203,7 @@ def _store(scan, item, stored):
     if item.content is not None:  # a de-identified DICOM (portal.cases.dicom_intake)
         content = ContentFile(item.content)
     else:
+        assert item.upload is not None  # a file without content of its own is an upload
         item.upload.seek(0)
         content = ContentFile(strip_metadata(item.upload.read(), item.format))
     field = scan.file.field
@@ -209,10 +217,11 @@ def _store(scan, item, stored):
     return saved
 
 
-def queue_predictions(batch, architectures):
+def queue_predictions(batch: Batch, architectures: Iterable[str]) -> tuple[list[PredictionJob], list[str]]:
     """Create (and queue after commit) jobs for the chosen architectures that have an
     active version; return the jobs and the architectures that had none."""
-    jobs, missing = [], []
+    jobs: list[PredictionJob] = []
+    missing: list[str] = []
     for arch in architectures:
         try:
             jobs += create_prediction_jobs(batch, [arch])

@@ -1,6 +1,9 @@
 """The readiness checks behind /healthz. Each returns (ok, details); details are for staff
 and the logs only (hosts, worker names and exception text never reach anonymous callers)."""
 
+from collections.abc import Callable
+from typing import Any
+
 from django.conf import settings
 from django.db import connection
 from django.utils import timezone
@@ -11,26 +14,29 @@ BROKER_TIMEOUT_SECONDS = 3
 INSPECT_TIMEOUT_SECONDS = 2.0
 
 
-def check_database():
+Result = tuple[bool, dict[str, Any]]  # (up, details for staff and the logs)
+
+
+def check_database() -> Result:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchone()
     return True, {}
 
 
-def check_broker():
+def check_broker() -> Result:
     with celery_app.connection_for_write() as conn:
         conn.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
     return True, {}
 
 
-def required_queues():
+def required_queues() -> list[str]:
     """Every queue a task is sent to: the default one and those named by the routes."""
     routed = {route["queue"] for route in settings.CELERY_TASK_ROUTES.values()}
     return sorted(routed | {settings.CELERY_TASK_DEFAULT_QUEUE})
 
 
-def check_workers():
+def check_workers() -> Result:
     """Some worker answers, and every queue has a consumer (a queue nobody reads piles up)."""
     replies = celery_app.control.inspect(timeout=INSPECT_TIMEOUT_SECONDS).active_queues() or {}
     if not replies:
@@ -41,7 +47,7 @@ def check_workers():
     return not missing, details
 
 
-def check_scheduler():
+def check_scheduler() -> Result:
     """The beat-sent heartbeat is younger than twice the sweep interval."""
     from portal.health.models import Heartbeat
 
@@ -54,7 +60,7 @@ def check_scheduler():
     return age <= limit, details
 
 
-CHECKS = {
+CHECKS: dict[str, Callable[[], Result]] = {
     "database": check_database,
     "broker": check_broker,
     "workers": check_workers,

@@ -10,5 +10,5 @@ from portal.health.models import Heartbeat
 
 
 @shared_task(ignore_result=True)
-def scheduler_heartbeat():
+def scheduler_heartbeat() -> None:
     Heartbeat.stamp(Heartbeat.SCHEDULER, timezone.now())

@@ -6,18 +6,19 @@ Anonymous callers see "ok"/"down" per check. Staff see the details (errors, work
 which also go to the log."""
 
 import logging
+from typing import Any
 
-from django.http import JsonResponse
+from django.http import HttpRequest, JsonResponse
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from portal.health.checks import CHECKS, NEEDS
+from portal.health.checks import CHECKS, NEEDS, Result
 
 log = logging.getLogger(__name__)
 
 
-def run_checks():
-    results = {}
+def run_checks() -> dict[str, Result]:
+    results: dict[str, Result] = {}
     for name, check in CHECKS.items():
         needed = NEEDS.get(name)
         if needed and not results[needed][0]:
@@ -32,7 +33,7 @@ def run_checks():
     return results
 
 
-def _may_see_details(request):
+def _may_see_details(request: HttpRequest) -> bool:
     try:  # reading the session needs the database, which may be the thing that is down
         user = request.user
         return bool(user.is_authenticated and (user.is_staff or user.is_superuser))
@@ -42,16 +43,16 @@ def _may_see_details(request):
 
 @never_cache
 @require_GET
-def live(request):
+def live(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
 
 @never_cache
 @require_GET
-def ready(request):
+def ready(request: HttpRequest) -> JsonResponse:
     results = run_checks()
     down = [name for name, (ok, _) in results.items() if not ok]
-    body = {
+    body: dict[str, Any] = {
         "status": "down" if down else "ok",
         "down": down,
         "checks": {name: "ok" if ok else "down" for name, (ok, _) in results.items()},

@@ -3,7 +3,10 @@
 Content-Security-Policy is django-csp's (settings.CONTENT_SECURITY_POLICY); Referrer-Policy
 is Django's SecurityMiddleware (SECURE_REFERRER_POLICY)."""
 
+from collections.abc import Callable
+
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.utils.cache import add_never_cache_headers
 
 
@@ -13,10 +16,10 @@ class NoStoreForSignedInMiddleware:
     ``Cache-Control: max-age=0, no-cache, no-store, must-revalidate, private``. Static
     files never reach this (WhiteNoise answers them first)."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         user = getattr(request, "user", None)
         if user is not None and user.is_authenticated:
@@ -27,11 +30,11 @@ class NoStoreForSignedInMiddleware:
 class PermissionsPolicyMiddleware:
     """No camera, microphone, location, payment or other powerful feature for any page."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.value = settings.PERMISSIONS_POLICY
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         response = self.get_response(request)
         if self.value:
             response.headers.setdefault("Permissions-Policy", self.value)

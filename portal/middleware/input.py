@@ -1,14 +1,16 @@
 """Requests refused before any view runs: bodies over the size limit and undecodable input."""
 
 import unicodedata
+from collections.abc import Callable
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 
 
-def _bad(text):
+def _bad(text: str) -> bool:
     """NUL and other control characters (tab, newline and carriage return aside), or a
     replacement character left by bytes that were not UTF-8."""
     return any(
@@ -21,10 +23,10 @@ class RequestSizeLimitMiddleware:
     Content-Length header before a byte of the body is read or spooled to disk. (A body
     without Content-Length, chunked, is the front proxy's to limit: client_max_body_size.)"""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         limit = settings.MAX_REQUEST_BYTES
         try:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
@@ -47,16 +49,16 @@ class RejectUndecodableInputMiddleware:
     control characters: PostgreSQL refuses NUL in text, which would otherwise surface as a
     500 from whichever query used the value."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
-    def __call__(self, request):
+    def __call__(self, request: HttpRequest) -> HttpResponse:
         if self._undecodable(request):
             return render(request, "400.html", {"undecodable": True}, status=400)
         return self.get_response(request)
 
     @staticmethod
-    def _undecodable(request):
+    def _undecodable(request: HttpRequest) -> bool:
         raw = unquote_to_bytes(request.META.get("QUERY_STRING", "").replace("+", " "))
         try:
             if _bad(raw.decode("utf-8")):

@@ -1,4 +1,5 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
 from portal.notifications.models import ClinicWebhook, NotificationPreference, WebhookDelivery
 
@@ -13,14 +14,15 @@ class ClinicWebhookAdmin(admin.ModelAdmin):
 class WebhookDeliveryAdmin(admin.ModelAdmin):
     """The delivery log: every event, its attempts and the endpoint's last answer."""
 
-    list_display = ["created_at", "webhook", "event", "status", "attempts", "last_status_code", "last_error", "delivered_at"]
+    list_display = ["created_at", "webhook", "event", "status", "attempts", "last_status_code", "last_error",
+                    "delivered_at"]
     list_filter = ["status", "event"]
     readonly_fields = [f.name for f in WebhookDelivery._meta.fields]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request, obj=None):
+    def has_change_permission(self, request: HttpRequest, obj: WebhookDelivery | None = None) -> bool:
         return False
 
 

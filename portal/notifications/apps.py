@@ -7,7 +7,7 @@ class NotificationsConfig(AppConfig):
     label = "notifications"
     verbose_name = "Notifications"
 
-    def ready(self):
+    def ready(self) -> None:
         from classifier.signals import batch_finished
         from portal.notifications.receivers import queue_batch_notification
 

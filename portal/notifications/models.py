@@ -9,16 +9,17 @@ from django.utils import timezone
 
 
 class NotificationPreference(models.Model):
-    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="notification_preference")
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="notification_preference")
     email_on_batch_finished = models.BooleanField(
         "e-mail me when my upload has been analysed", default=False
     )
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Notifications of {self.user}"
 
 
-def new_secret():
+def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
@@ -34,7 +35,7 @@ class ClinicWebhook(models.Model):
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Webhook of {self.clinic}"
 
 

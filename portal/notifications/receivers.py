@@ -1,4 +1,7 @@
-def queue_batch_notification(sender, batch_id, **kwargs):
+from typing import Any
+
+
+def queue_batch_notification(sender: Any, batch_id: Any, **kwargs: Any) -> None:
     """The classifier says a batch is finished: notify in the background (idempotent task),
     when anyone is to be told (the uploader opted in, or the clinic has a webhook)."""
     from portal.cases.models import Batch

@@ -1,6 +1,7 @@
 """Batch-finished notifications: one e-mail to the uploader (if they opted in) and one
 signed webhook delivery per clinic webhook, once per batch; deliveries retried with backoff."""
 
+import functools
 import hashlib
 import hmac
 import json
@@ -8,6 +9,7 @@ import logging
 import time
 import urllib.error
 import urllib.request
+from typing import TYPE_CHECKING, Any
 
 from celery import shared_task
 from django.conf import settings
@@ -16,11 +18,14 @@ from django.db import IntegrityError, transaction
 from django.urls import reverse
 from django.utils import timezone
 
+if TYPE_CHECKING:
+    from portal.cases.models import Batch
+
 log = logging.getLogger(__name__)
 EVENT = "batch.finished"
 
 
-def batch_payload(batch):
+def batch_payload(batch: "Batch") -> dict[str, Any]:
     jobs = batch.prediction_jobs.select_related("model_version").order_by("model_version__architecture")
     return {
         "event": EVENT,
@@ -41,13 +46,13 @@ def batch_payload(batch):
     }
 
 
-def sign(secret, timestamp, body):
+def sign(secret: str, timestamp: str, body: bytes) -> str:
     message = f"{timestamp}.".encode() + body
     return "sha256=" + hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
 
 
 @shared_task(acks_late=True)
-def notify_batch_finished(batch_id):
+def notify_batch_finished(batch_id: str) -> None:
     """Safe to run twice: the BatchNotification row makes the second run do nothing."""
     from portal.cases.models import Batch
     from portal.notifications.models import BatchNotification, ClinicWebhook, WebhookDelivery
@@ -64,7 +69,7 @@ def notify_batch_finished(batch_id):
                 for hook in ClinicWebhook.objects.filter(clinic=batch.case.clinic, is_active=True)
             ]
             for delivery in deliveries:
-                transaction.on_commit(lambda pk=delivery.pk: deliver_webhook.delay(str(pk)))
+                transaction.on_commit(functools.partial(deliver_webhook.delay, str(delivery.pk)))
     except IntegrityError:
         return  # already notified
     user = batch.uploaded_by
@@ -79,7 +84,7 @@ def notify_batch_finished(batch_id):
         BatchNotification.objects.filter(pk=note.pk).update(emailed_to=user.email)
 
 
-def email_body(batch, payload):
+def email_body(batch: "Batch", payload: dict[str, Any]) -> str:
     """No patient data: counts and a link that needs a login."""
     lines = [
         f"The upload of {batch.created_at:%Y-%m-%d %H:%M} UTC has been analysed.",
@@ -87,7 +92,8 @@ def email_body(batch, payload):
         f"rejected {payload['rejected']}, duplicates {payload['duplicates']}.",
     ]
     for job in payload["jobs"]:
-        lines.append(f"{job['model']}: {job['status']} ({job['done']} of {job['total']} analysed, {job['failed']} failed)")
+        lines.append(f"{job['model']}: {job['status']} "
+                     f"({job['done']} of {job['total']} analysed, {job['failed']} failed)")
     link = settings.PORTAL_BASE_URL.rstrip("/") + reverse("cases:batch", kwargs={"batch_id": batch.pk})
     lines += ["", f"Results (login required): {link}", "",
               "Decision support only: every result must be confirmed by a qualified clinician.",
@@ -96,7 +102,7 @@ def email_body(batch, payload):
 
 
 @shared_task(bind=True, acks_late=True, max_retries=None)
-def deliver_webhook(self, delivery_id):
+def deliver_webhook(self: Any, delivery_id: str) -> None:
     """POST the delivery's JSON, signed; retried WEBHOOK_MAX_ATTEMPTS times with exponential
     backoff (WEBHOOK_RETRY_SECONDS x 2^n). Every attempt is logged on the delivery."""
     from portal.notifications.models import WebhookDelivery

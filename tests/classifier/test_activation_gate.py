@@ -143,7 +143,8 @@ def test_admin_action_asks_a_superuser_for_a_reason_and_the_card_shows_it(low_ve
     assert 'id="below-floors"' in card and "Only model available during the pilot." in card
 
 
-def test_a_version_that_clears_the_floors_activates_without_a_reason_or_banner(settings, tmp_path, root, alice, client_for):
+def test_a_version_that_clears_the_floors_activates_without_a_reason_or_banner(settings, tmp_path, root, alice,
+                                                                               client_for):
     from classifier.registry import activate_version, import_artifact
 
     copy = tmp_path / "good"

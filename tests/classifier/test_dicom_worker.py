@@ -12,7 +12,8 @@ pytestmark = pytest.mark.worker
 BUNDLED_MR = ("MR_small.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm")
 
 
-def test_bundled_mr_files_are_predicted_and_ct_is_refused(transactional_db, celery_worker, clinic_a, alice, vgg16_model):
+def test_bundled_mr_files_are_predicted_and_ct_is_refused(transactional_db, celery_worker, clinic_a, alice,
+                                                          vgg16_model):
     from classifier.models import Prediction
     from portal.cases.models import Case
     from portal.cases.uploads import ingest
@@ -47,7 +48,8 @@ def test_dicom_series_sent_through_the_api_is_predicted_and_read_back_as_json(
     client = Client(HTTP_AUTHORIZATION=f"Token {key}")
     case = client.post("/api/v1/cases/", {"patient_ref": "P-SERIES"}, content_type="application/json").json()
     series = make_zip([(f"series/IM{i:04d}", make_mr_dicom(instance=i, seed=i)) for i in range(1, 4)])
-    batch = client.post(f"/api/v1/cases/{case['id']}/batches/", {"files": [SimpleUploadedFile("series.zip", series)]}).json()
+    batch = client.post(f"/api/v1/cases/{case['id']}/batches/",
+                        {"files": [SimpleUploadedFile("series.zip", series)]}).json()
     assert batch["accepted_count"] == 3
     from classifier.models import PredictionJob
 

@@ -35,7 +35,6 @@ def test_time_left_follows_the_pace_so_far(clinic_a, alice, vgg16_model):
 
 def test_a_running_job_whose_chunks_all_wait_says_waiting_for_a_worker(clinic_a, alice, vgg16_model):
     from classifier.prediction_run import claim
-
     from tests.classifier.helpers import plan_here
 
     batch, [job] = make_batch(clinic_a, alice, 2)

@@ -45,7 +45,8 @@ def test_training_start_is_for_superusers(client_for, carol, bob):
 
 
 @pytest.mark.worker
-def test_training_run_produces_an_inactive_version(transactional_db, celery_worker, client_for, root, clinic_a, alice, bob, settings):
+def test_training_run_produces_an_inactive_version(transactional_db, celery_worker, client_for, root, clinic_a, alice,
+                                                   bob, settings):
     from classifier.models import JobStatus, ModelVersion, TrainingRun
     from portal.audit.models import AuditEvent
 

@@ -115,10 +115,9 @@ def test_a_queued_chunk_whose_message_was_lost_is_sent_again(
 def test_work_waiting_behind_other_work_is_not_sent_again(
     clinic_a, alice, vgg16_model, settings, empty_inference_queue, django_capture_on_commit_callbacks
 ):
-    from portal.celery import app
-
     from classifier.models import PredictionJob
     from classifier.sweeper import sweep
+    from portal.celery import app
 
     batch, [job] = make_batch(clinic_a, alice, 1)
     PredictionJob.objects.filter(pk=job.pk).update(progress_at=ago(settings.JOB_RESEND_SECONDS + 1))

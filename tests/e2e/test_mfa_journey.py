@@ -28,9 +28,9 @@ def _log_out(page):
 
 
 def test_clinic_admin_enrols_then_must_verify_each_sign_in(transactional_db, live_server, page, carol, clinic_a):
+    from django_otp.plugins.otp_totp.models import TOTPDevice
     from playwright.sync_api import expect
 
-    from django_otp.plugins.otp_totp.models import TOTPDevice
     from portal.audit.models import AuditEvent
 
     # Password only: straight to enrolment, and nothing else is reachable.

@@ -30,7 +30,8 @@ def world(transactional_db, clinic_a, alice, bob):
     predictions = predict(batch, scans, version, [0.91, 0.2, 0.55])
     _, waiting, _ = case_with_scans(clinic_a, alice, 2, patient_ref="A11Y-2")  # nothing analysed yet
     _, running, _ = case_with_scans(clinic_a, alice, 1, patient_ref="A11Y-3")
-    job = PredictionJob.objects.create(batch=running, model_version=version, total=40, done=12, status=JobStatus.RUNNING)
+    job = PredictionJob.objects.create(batch=running, model_version=version, total=40, done=12,
+                                       status=JobStatus.RUNNING)
     return {"version": version, "case": case, "batch": batch, "waiting": waiting, "running": running,
             "job": job, "predictions": predictions}
 

@@ -82,7 +82,8 @@ def test_upload_journey(transactional_db, celery_worker, live_server, page, alic
     cells = page.locator("#results td.cell")
     expect(cells).to_have_count(GOOD * 2)
     for text in cells.all_inner_texts():
-        assert re.search(r"(Tumor|No tumor)\s+P\(tumor\) = (0\.\d{3}|1\.000) — the model's estimated probability", text), text
+        assert re.search(r"(Tumor|No tumor)\s+P\(tumor\) = (0\.\d{3}|1\.000) — the model's estimated probability",
+                         text), text
     header = page.locator("#results thead").inner_text()
     assert "VGG16 test-1" in header and "ResNet50 test-1" in header
 

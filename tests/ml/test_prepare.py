@@ -12,9 +12,9 @@ def test_crop_trims_black_border(make_brain):
     img = make_brain(size=(200, 160))
     box = brain_bbox(img)
     assert box is not None
-    l, t, r, b = box
-    assert l > 20 and t > 10 and r < 180 and b < 150
-    assert brain_crop(img).size == (r - l, b - t)
+    left, top, right, bottom = box
+    assert left > 20 and top > 10 and right < 180 and bottom < 150
+    assert brain_crop(img).size == (right - left, bottom - top)
 
 
 def test_crop_leaves_black_or_full_images(make_brain):

@@ -35,7 +35,7 @@ def test_assembled_model_gives_the_reference_artifacts_probabilities(assembled):
     files = [SHARED / item["file"] for item in images]
     assert [file_sha256(f) for f in files] == [item["sha256"] for item in images]
     got = predict_files(assembled, files)
-    diffs = [abs(p - item["probability"]) for p, item in zip(got, images)]
+    diffs = [abs(p - item["probability"]) for p, item in zip(got, images, strict=True)]
     assert max(diffs) <= 1e-5, diffs
     meta = json.loads((assembled / "metadata.json").read_text())
     assert meta["version"] == manifest["name"] and meta["backbone"]["imagenet"] is False

@@ -35,7 +35,8 @@ def test_token_life_cycle_create_use_revoke_expire(client_for, alice):
     from portal.api.models import ApiToken, hash_key
 
     page = client_for(alice)
-    response = page.post("/accounts/api-tokens/", {"name": "PACS bridge", "days": 30, "csrfmiddlewaretoken": csrf(page)})
+    response = page.post("/accounts/api-tokens/",
+                         {"name": "PACS bridge", "days": 30, "csrfmiddlewaretoken": csrf(page)})
     assert response.status_code == 200
     html = response.content.decode()
     token = ApiToken.objects.get(user=alice)
@@ -64,20 +65,20 @@ def test_only_the_owner_can_revoke_a_token(client_for, alice, mallory):
 
     token, key = ApiToken.issue(alice, "script")
     other = client_for(mallory)
-    assert other.post(f"/accounts/api-tokens/{token.pk}/revoke/", {"csrfmiddlewaretoken": csrf(other)}).status_code == 404
+    revoke = other.post(f"/accounts/api-tokens/{token.pk}/revoke/", {"csrfmiddlewaretoken": csrf(other)})
+    assert revoke.status_code == 404
     assert api(key).get("/api/v1/cases/").status_code == 200
 
 
 def test_case_list_and_create_respect_clinics_and_roles(alice, alice_key, mallory, clinic_a, clinic_b, bob):
-    from portal.api.models import ApiToken
-
     make_case(clinic_b, mallory, ref="B-SECRET")
     client = api(alice_key)
     created = client.post("/api/v1/cases/", {"patient_ref": "P-API-1"}, content_type="application/json")
     assert created.status_code == 201 and created.json()["clinic"] == str(clinic_a.pk)
     again = client.post("/api/v1/cases/", {"patient_ref": "p-api\u200b-1 "}, content_type="application/json")
     assert again.status_code == 400 and "already exists" in again.content.decode()
-    elsewhere = client.post("/api/v1/cases/", {"patient_ref": "X", "clinic": str(clinic_b.pk)}, content_type="application/json")
+    elsewhere = client.post("/api/v1/cases/", {"patient_ref": "X", "clinic": str(clinic_b.pk)},
+                            content_type="application/json")
     assert elsewhere.status_code == 400
     listed = client.get("/api/v1/cases/").json()
     assert [case["patient_ref"] for case in listed["results"]] == ["P-API-1"] and listed["count"] == 1

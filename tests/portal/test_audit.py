@@ -139,7 +139,7 @@ def test_behind_proxies_the_client_address_comes_from_x_forwarded_for(alice, bob
         return client.post(reverse("login"), {"username": username, "password": password,
                                               "csrfmiddlewaretoken": token})
 
-    for n in range(settings.AXES_FAILURE_LIMIT):
+    for _ in range(settings.AXES_FAILURE_LIMIT):
         attempt("alice", "wrong", "203.0.113.5")
     assert attempt("alice", PASSWORD, "203.0.113.5").status_code == 429  # that client is locked
     assert attempt("alice", PASSWORD, "203.0.113.77").status_code == 302  # another one is not

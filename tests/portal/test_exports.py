@@ -44,8 +44,10 @@ def history(clinic_a, clinic_b, alice, bob, carol, mallory):
     vgg, resnet = model_version("vgg16", "v1"), model_version("resnet50", "r1")
     case, batch, scans = case_with_scans(clinic_a, alice, 3, patient_ref="A-100")
     preds = predict(batch, scans, vgg, [0.9, 0.2, None]) + predict(batch, scans[:1], resnet, [0.6])
-    Review.objects.create(prediction=preds[0], scan=preds[0].scan, reviewer=bob, verdict="confirmed", label="tumor", note="ok, fine")
-    Review.objects.create(prediction=preds[0], scan=preds[0].scan, reviewer=carol, verdict="corrected", label="no_tumor", note='says "no"\nline 2')
+    Review.objects.create(prediction=preds[0], scan=preds[0].scan, reviewer=bob, verdict="confirmed", label="tumor",
+                          note="ok, fine")
+    Review.objects.create(prediction=preds[0], scan=preds[0].scan, reviewer=carol, verdict="corrected",
+                          label="no_tumor", note='says "no"\nline 2')
     Review.objects.create(prediction=preds[1], scan=preds[1].scan, reviewer=bob, verdict="corrected", label="tumor")
     case2, batch2, scans2 = case_with_scans(clinic_a, alice, 1, patient_ref="A-101")
     preds2 = predict(batch2, scans2, vgg, [0.7])

@@ -4,7 +4,6 @@ registry, the backbone is rebuilt and verified, the head in git is attached, and
 answers /healthz. Runs in a temporary copy (tracked and untracked, not ignored, files), with
 a SQLite database and the shared virtualenv (NEUROAI_VENV), then stops it with Ctrl-C."""
 
-import hashlib
 import json
 import os
 import signal
@@ -18,6 +17,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from portal import bootstrap
 
 BASE = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 420
@@ -51,9 +52,7 @@ def healthz(port):
 
 def test_fresh_start_registers_and_activates_the_shipped_vgg16(tmp_path):
     venv = Path(os.path.realpath(BASE / ".venv"))
-    stamp = venv / ".requirements.sha256"
-    wanted = hashlib.sha256((BASE / "requirements.txt").read_bytes()).hexdigest()
-    if not stamp.is_file() or stamp.read_text().strip() != wanted:
+    if not bootstrap.is_installed(venv / bootstrap.RUNTIME_STAMP.name, bootstrap.RUNTIME_REQUIREMENTS):
         pytest.fail(f"{venv} is not installed from this requirements.txt: start would reinstall into it")
     checkout = tmp_path / "checkout"
     copy_checkout(checkout)

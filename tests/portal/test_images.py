@@ -13,7 +13,8 @@ def scans(client_for, alice, clinic_a, vgg16_model):
     from portal.cases.models import Scan
 
     case = make_case(clinic_a, alice)
-    upload(client_for(alice), case, [jpeg("a.jpg", seed=1, size=(300, 200)), jpeg("b.png", seed=2, fmt="PNG"), text_as_jpeg()])
+    upload(client_for(alice), case,
+           [jpeg("a.jpg", seed=1, size=(300, 200)), jpeg("b.png", seed=2, fmt="PNG"), text_as_jpeg()])
     return {scan.original_name: scan for scan in Scan.objects.all()}
 
 

@@ -110,7 +110,8 @@ def test_jpeg_orientation_alone_is_kept(client_for, alice, clinic_a, vgg16_model
 
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "P", "RGBA"])
-def test_png_text_chunks_are_not_stored_or_served_and_pixels_are_unchanged(client_for, alice, clinic_a, vgg16_model, mode):
+def test_png_text_chunks_are_not_stored_or_served_and_pixels_are_unchanged(client_for, alice, clinic_a, vgg16_model,
+                                                                            mode):
     from PIL import Image
 
     original = png_with_text_chunks(mode)

@@ -62,7 +62,8 @@ def test_metrics_report_the_queue_depth_and_jobs_of_a_queued_batch(
     assert samples[("neuroai_predictions_stored_total", ())] == 0
     assert samples[("neuroai_job_run_seconds_count", ())] == 0
     assert all(
-        value == 0 for (name, _), value in samples.items() if name == "neuroai_scrape_error" and _ != (("part", "workers"),)
+        value == 0 for (name, labels), value in samples.items()
+        if name == "neuroai_scrape_error" and labels != (("part", "workers"),)
     )
 
 

@@ -41,7 +41,8 @@ def test_any_clinic_member_reads_the_card(shipped_like, client_for, alice, mallo
     page = page.content.decode()
     assert "HED-derived VGG16" in page and "The backbone is not ImageNet-trained" in page
     assert "Second opinion on axial brain MRI slices" in page and "Not for diagnosis" in page
-    assert "Trained on 253 images from one public source; expect lower accuracy on other scanners and sequences." in page
+    assert ("Trained on 253 images from one public source; expect lower accuracy on other scanners and sequences."
+            in page)
     # The shipped head's own figures (older metadata's "not recorded" is tested in tests/ml/test_card.py).
     assert "Performance (grouped cross-validation)" in page and "0.854" in page and "0.925" in page
     assert "Expected calibration error" in page and "Robustness" in page

@@ -72,7 +72,8 @@ def test_it_stays_in_the_review_queue_and_the_reviewer_gives_the_label(results, 
 def test_agreement_leaves_out_reviews_of_unassessed_predictions(results, bob, carol, client_for):
     from classifier.models import Review
 
-    for prediction, verdict, label in ((results.assessed, "confirmed", "no_tumor"), (results.unassessed, "corrected", "tumor")):
+    for prediction, verdict, label in ((results.assessed, "confirmed", "no_tumor"),
+                                       (results.unassessed, "corrected", "tumor")):
         Review.objects.create(prediction=prediction, scan=prediction.scan, reviewer=bob, verdict=verdict, label=label)
     page = text(client_for(carol).get(reverse("reviews:agreement")))
     assert '<td class="n">1</td>' in page and '<td class="confirmed">1</td>' in page

@@ -94,7 +94,8 @@ def test_batch_finished_sends_one_email_and_one_webhook_retried_and_logged(
 
 
 @pytest.mark.django_db
-def test_no_email_without_opt_in_and_a_dead_endpoint_is_logged_as_failed(clinic_a, alice, vgg16_model, mailoutbox, settings):
+def test_no_email_without_opt_in_and_a_dead_endpoint_is_logged_as_failed(clinic_a, alice, vgg16_model, mailoutbox,
+                                                                         settings):
     from portal.notifications.models import ClinicWebhook, WebhookDelivery
     from portal.notifications.tasks import deliver_webhook, notify_batch_finished
 

@@ -110,7 +110,8 @@ def test_a_request_over_the_size_limit_is_refused_before_its_body_is_read(client
     assert not Scan.objects.exists()
 
 
-def test_a_disk_full_write_leaves_no_partial_file_and_records_nothing(client_for, alice, clinic_a, vgg16_model, settings, tmp_path):
+def test_a_disk_full_write_leaves_no_partial_file_and_records_nothing(client_for, alice, clinic_a, vgg16_model,
+                                                                     settings, tmp_path):
     from django.core.files.storage import default_storage
 
     from portal.cases.models import Batch, Scan

@@ -53,7 +53,8 @@ def _start_page(client):
     return client.get(reverse("admin:classifier_trainingrun_start")).content.decode()
 
 
-def test_training_offers_the_local_hed_backbone_by_default_and_no_unreachable_imagenet(client_for, root, settings, tmp_path):
+def test_training_offers_the_local_hed_backbone_by_default_and_no_unreachable_imagenet(client_for, root, settings,
+                                                                                       tmp_path):
     settings.RESNET50_IMAGENET_WEIGHTS = str(tmp_path / "absent.h5")
     page = _start_page(client_for(root))
     [selected] = re.findall(r'<option value="([^"]+)" selected>', page.split('name="weights"')[1].split("</select>")[0])
@@ -67,7 +68,8 @@ def test_training_offers_imagenet_when_its_file_is_present(client_for, root, mon
 
     present = tmp_path / "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
     monkeypatch.setattr(  # a genuine 94 MB file cannot be made here; the check itself is ml's
-        ml.backbones, "imagenet_file", lambda arch, configured=None: (present, "") if arch == "resnet50" else (None, "absent")
+        ml.backbones, "imagenet_file",
+        lambda arch, configured=None: (present, "") if arch == "resnet50" else (None, "absent"),
     )
     c = client_for(root)
     page = _start_page(c)

@@ -66,7 +66,8 @@ def test_review_confirm_and_correct_are_records_and_leave_the_prediction_alone(c
     assert response.status_code == 302
     assert Prediction.objects.filter(pk=v[0].pk).values().get() == before
     confirmed = Review.objects.get(prediction=v[0])
-    assert (confirmed.reviewer, confirmed.verdict, confirmed.label, confirmed.note) == (bob, "confirmed", "tumor", "clear mass")
+    assert ((confirmed.reviewer, confirmed.verdict, confirmed.label, confirmed.note)
+            == (bob, "confirmed", "tumor", "clear mass"))
     corrected = Review.objects.get(prediction=v[2])
     assert (corrected.verdict, corrected.label, corrected.scan_id) == ("corrected", "tumor", v[2].scan_id)
     events = AuditEvent.objects.filter(action="review").order_by("at", "id")
@@ -85,10 +86,11 @@ def test_review_redirects_to_the_next_item_of_the_filtered_queue(client_for, bob
     token = csrf_token(c.get(url))
     response = c.post(url, {"csrfmiddlewaretoken": token, "verdict": "confirmed",
                             "queue_filters": f"model_version={queue_data['resnet'].pk}"})
-    assert response["Location"] == reverse("reviews:review", args=[r[1].public_id]) + f"?model_version={queue_data['resnet'].pk}"
+    filters = f"model_version={queue_data['resnet'].pk}"
+    assert response["Location"] == reverse("reviews:review", args=[r[1].public_id]) + f"?{filters}"
     token = csrf_token(c.get(response["Location"]))
     response = c.post(reverse("reviews:review", args=[r[1].public_id]),
-                      {"csrfmiddlewaretoken": token, "verdict": "confirmed", "queue_filters": f"model_version={queue_data['resnet'].pk}"})
+                      {"csrfmiddlewaretoken": token, "verdict": "confirmed", "queue_filters": filters})
     assert response["Location"].startswith(reverse("reviews:queue"))
 
 

@@ -62,7 +62,7 @@ GET_MATRIX = {
 def test_get_matrix(client_for, world, page):
     url = _url(world, page)
     got = [client_for(world["users"][name]).get(url).status_code for name in USERS]
-    assert dict(zip(USERS, got)) == dict(zip(USERS, GET_MATRIX[page]))
+    assert dict(zip(USERS, got, strict=True)) == dict(zip(USERS, GET_MATRIX[page], strict=True))
 
 
 def test_other_clinic_sees_nothing_of_clinic_a(client_for, world):

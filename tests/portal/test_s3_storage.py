@@ -140,7 +140,8 @@ def test_ensure_bucket_makes_the_bucket_once_and_checks_the_credentials(s3_serve
     bucket = f"neuroai-init-{uuid.uuid4().hex[:8]}"
     kwargs = {**s3_server.settings_kwargs(), "bucket": bucket}
     settings.S3_BUCKET = bucket
-    settings.STORAGES = build_storages(media_root=settings.MEDIA_ROOT, model_root=settings.MODEL_ROOT, debug=False, s3=kwargs)
+    settings.STORAGES = build_storages(media_root=settings.MEDIA_ROOT, model_root=settings.MODEL_ROOT, debug=False,
+                                       s3=kwargs)
     call_command("ensure_bucket")
     call_command("ensure_bucket")  # idempotent
     assert bucket in {b["Name"] for b in s3_server.client().list_buckets()["Buckets"]}

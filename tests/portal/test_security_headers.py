@@ -33,7 +33,7 @@ def _cache_control(response):
     return {part.strip() for part in response.get("Cache-Control", "").split(",")}
 
 
-def test_every_page_for_a_signed_in_user_has_csp_and_no_store(client_for, carol, clinic_a_objects):
+def test_every_page_for_a_signed_in_user_has_csp_and_no_store(client_for, carol, clinic_a_objects):  # noqa: F811 (fixture)
     client = client_for(carol)  # clinic A admin: sees every page of clinic A
     checked = []
     for route in all_routes():

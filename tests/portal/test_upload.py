@@ -53,7 +53,8 @@ def test_upload_judges_files_by_content_and_records_every_file(
     assert "not a JPEG, PNG or DICOM" in page and "truncated or corrupt" in page
 
 
-def test_task_is_sent_only_after_commit(client_for, alice, case, vgg16_model, django_capture_on_commit_callbacks, monkeypatch):
+def test_task_is_sent_only_after_commit(client_for, alice, case, vgg16_model, django_capture_on_commit_callbacks,
+                                        monkeypatch):
     from classifier import tasks
     from classifier.models import PredictionJob
 
@@ -104,12 +105,12 @@ def test_same_content_in_another_case_is_not_a_duplicate(client_for, alice, case
 
 
 def test_size_and_pixel_limits(client_for, alice, case, vgg16_model, settings):
-    from portal.cases.models import Scan
-
     import io
 
     from django.core.files.uploadedfile import SimpleUploadedFile
     from PIL import Image
+
+    from portal.cases.models import Scan
 
     settings.UPLOAD_MAX_FILE_BYTES = 3000
     settings.UPLOAD_MAX_PIXELS = 80 * 80
@@ -222,7 +223,8 @@ def test_upload_touches_case_activity(client_for, alice, case, vgg16_model):
     assert case.last_activity_at > before
 
 
-def test_failed_recording_leaves_no_stored_file_and_no_rows(client_for, alice, case, vgg16_model, settings, monkeypatch):
+def test_failed_recording_leaves_no_stored_file_and_no_rows(client_for, alice, case, vgg16_model, settings,
+                                                            monkeypatch):
     from portal.cases import uploads
     from portal.cases.models import Batch, Scan
 

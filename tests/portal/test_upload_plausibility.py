@@ -79,12 +79,15 @@ def test_blank_tiny_and_strip_images_get_their_own_reason(client_for, alice, cli
     batch = Batch.objects.get(case=case)
     reasons = dict(batch.scans.values_list("original_name", "rejection_reason"))
     assert reasons == {
-        "one-pixel.png": "Not accepted: image is 1 × 1 pixels, too small to hold a brain scan; each side needs at least 64 pixels.",
-        "eight.png": "Not accepted: image is 8 × 8 pixels, too small to hold a brain scan; each side needs at least 64 pixels.",
+        "one-pixel.png": "Not accepted: image is 1 × 1 pixels, too small to hold a brain scan; "
+                         "each side needs at least 64 pixels.",
+        "eight.png": "Not accepted: image is 8 × 8 pixels, too small to hold a brain scan; "
+                     "each side needs at least 64 pixels.",
         "black.png": "Not accepted: image is blank (all black); there is no scan in it.",
         "white.png": "Not accepted: image is blank (all white); there is no scan in it.",
         "grey.png": "Not accepted: image is blank (one uniform shade); there is no scan in it.",
-        "strip.png": "Not accepted: image is 20 × 5000 pixels: its longer side is 250 times its shorter side, a brain scan's at most 4 times.",
+        "strip.png": "Not accepted: image is 20 × 5000 pixels: its longer side is 250 times its shorter side, "
+                     "a brain scan's at most 4 times.",
         "scan.png": "",
     }
     assert batch.scans.get(original_name="scan.png").status == Scan.Status.ACCEPTED

@@ -23,8 +23,9 @@ def test_a_scan_that_kills_the_worker_is_set_aside_and_every_other_scan_is_predi
     poison = batch.scans.get(position=6)
     # The worker's children die on that scan; model calls of 4 put three good scans beside it.
     restart(worker, INFERENCE_BATCH_SIZE=4, JOB_CHUNK_SIZE=20, JOB_TEST_CRASH_SHA256=poison.sha256)
-    from classifier.jobs import create_prediction_jobs
     from django.db import transaction
+
+    from classifier.jobs import create_prediction_jobs
 
     with transaction.atomic():
         [job] = create_prediction_jobs(batch, ["vgg16"])
@@ -50,8 +51,9 @@ def test_a_child_over_its_memory_limit_is_killed_and_the_job_ends_with_a_plain_m
     """WORKER_MAX_MEMORY_MB kills the child, not the host. Here the limit is below what
     loading a model takes, so every start dies outside any scan and the job stops after
     JOB_MAX_ATTEMPTS such deaths instead of being redelivered forever."""
-    from classifier.jobs import create_prediction_jobs
     from django.db import transaction
+
+    from classifier.jobs import create_prediction_jobs
 
     batch, _ = make_batch(clinic_a, alice, 2, architectures=())
     restart(worker, WORKER_MAX_MEMORY_MB=250)  # an idle child is ~70 MB; TensorFlow and a model ~550

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.conf import settings
 from django.core.files.storage import storages
 from django.core.management.base import BaseCommand, CommandError
@@ -9,18 +11,18 @@ class Command(BaseCommand):
         "credentials can write, read and delete in it. Does nothing without S3_BUCKET."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if not settings.S3_BUCKET:
             self.stdout.write("S3_BUCKET is not set: files are kept on local disk.")
             return
-        storage = storages["default"]
+        storage: Any = storages["default"]  # django-storages' S3Storage when S3_BUCKET is set
         client = storage.connection.meta.client
         try:
             names = {bucket["Name"] for bucket in client.list_buckets().get("Buckets", [])}
             if settings.S3_BUCKET not in names:
-                kwargs = {}
+                kwargs: dict[str, Any] = {}
                 region = storage.region_name
                 if region and region != "us-east-1":
                     kwargs["CreateBucketConfiguration"] = {"LocationConstraint": region}
@@ -44,4 +46,5 @@ class Command(BaseCommand):
             client.delete_object(Bucket=settings.S3_BUCKET, Key=key)
         except (BotoCoreError, ClientError) as exc:
             raise CommandError(f"The bucket {settings.S3_BUCKET} is not usable: {exc}") from exc
-        self.stdout.write(self.style.SUCCESS(f"The bucket {settings.S3_BUCKET} is ready (private; write, read and delete work)."))
+        self.stdout.write(self.style.SUCCESS(
+            f"The bucket {settings.S3_BUCKET} is ready (private; write, read and delete work)."))

@@ -1,3 +1,6 @@
+from argparse import ArgumentParser
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.registry import RegistryError, import_artifact
@@ -10,9 +13,10 @@ class Command(BaseCommand):
         "its architecture (new jobs only)."
     )
 
-    def add_arguments(self, parser):
+    def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("path", help="artifact directory (or its metadata.json)")
-        parser.add_argument("--name", dest="version_name", help="version name (default: from metadata, else a timestamp)")
+        parser.add_argument("--name", dest="version_name",
+                            help="version name (default: from metadata, else a timestamp)")
         parser.add_argument("--activate", action="store_true", help="make it the active version")
         parser.add_argument(
             "--override-reason",
@@ -21,7 +25,8 @@ class Command(BaseCommand):
             "anyway (kept in the audit trail); without it such a version is not imported",
         )
 
-    def handle(self, *args, path, version_name=None, activate=False, override_reason="", **options):
+    def handle(self, *args: Any, path: str, version_name: str | None = None, activate: bool = False,
+               override_reason: str = "", **options: Any) -> None:
         if override_reason and not activate:
             raise CommandError("--override-reason only makes sense with --activate.")
         try:

@@ -1,3 +1,5 @@
+from typing import Any
+
 from django.core.management.base import BaseCommand, CommandError
 
 from classifier.shipped import install
@@ -10,7 +12,7 @@ class Command(BaseCommand):
         "architecture has no active version yet. Idempotent: registered versions are left alone."
     )
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         outcomes = install(log=lambda line: self.stdout.write(line))
         for architecture, outcome in outcomes.items():
             self.stdout.write(f"{architecture}: {outcome}")

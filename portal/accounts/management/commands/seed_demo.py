@@ -1,6 +1,7 @@
 """Create a demo clinic and an admin login once; print the login every time."""
 
 import secrets
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -13,7 +14,7 @@ from portal.accounts.models import Clinic, Membership, Role
 class Command(BaseCommand):
     help = "Create the demo clinic and its admin user if missing, and print the login."
 
-    def handle(self, *args, **options):
+    def handle(self, *args: Any, **options: Any) -> None:
         login_file = settings.DATA_DIR / "demo-login.txt"
         User = get_user_model()
         with transaction.atomic():

@@ -25,7 +25,7 @@ def _cmd_predict(args) -> int:
     for p in args.images:
         with open(p, "rb") as fh:
             datas.append(fh.read())
-    for path, pred in zip(args.images, loaded.predict_bytes(datas, batch_size=args.batch_size)):
+    for path, pred in zip(args.images, loaded.predict_bytes(datas, batch_size=args.batch_size), strict=True):
         print(json.dumps({"file": path, "probability": pred.probability, "label": pred.label, "error": pred.error,
                           "ood_score": pred.ood_score, "assessed": pred.assessed}))
     return 0
@@ -79,11 +79,13 @@ def _cmd_train(args) -> int:
     from .train import TrainConfig, train
 
     cfg = TrainConfig(arch=args.arch, weights=args.weights, input_size=args.input_size, crop=not args.no_crop,
-                      intensity=args.intensity, c_choice=args.head_c, seed=args.seed, test_fraction=args.test_fraction, val_fraction=args.val_fraction,
-                      views=args.views, tta=_tta(args), head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
+                      intensity=args.intensity, c_choice=args.head_c, seed=args.seed,
+                      test_fraction=args.test_fraction, val_fraction=args.val_fraction, views=args.views,
+                      tta=_tta(args), head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
                       batch_size=args.batch_size, dropout=args.dropout, l2=args.l2,
                       feature_layers=_layers(args.feature_layers), pooling=args.pooling,
-                      head_optimizer=args.head_optimizer, fine_tune_epochs=args.fine_tune_epochs, fine_tune_blocks=args.fine_tune_blocks,
+                      head_optimizer=args.head_optimizer, fine_tune_epochs=args.fine_tune_epochs,
+                      fine_tune_blocks=args.fine_tune_blocks,
                       fine_tune_lr=args.fine_tune_lr, threshold_method=args.threshold_method, threads=args.threads,
                       validation=args.validation, inner_folds=args.inner_folds, cache_dir=args.cache,
                       cv_repeats=args.cv_repeats, robustness=not args.no_robustness, ood_keep=args.ood_keep,
@@ -103,14 +105,17 @@ def _cmd_train(args) -> int:
     if result["cv"]:
         cv = result["cv"]
         print(f"grouped {cv['folds']}-fold CV x {cv['repeats']} on the training images: " + ", ".join(
-            f"{k} {cv[k]['mean']:.3f} [{cv[k]['ci95'][0]:.3f}, {cv[k]['ci95'][1]:.3f}]" for k in ("accuracy", "auc", "brier", "ece")))
+            f"{k} {cv[k]['mean']:.3f} [{cv[k]['ci95'][0]:.3f}, {cv[k]['ci95'][1]:.3f}]"
+            for k in ("accuracy", "auc", "brier", "ece")))
         for name, r in (result["robustness"] or {}).items():
-            print(f"  {name:10s} accuracy {r['accuracy']:.3f} (delta {r['delta']:+.3f}), labels flipped {r['flipped']:.1%}")
+            print(f"  {name:10s} accuracy {r['accuracy']:.3f} (delta {r['delta']:+.3f}), "
+                  f"labels flipped {r['flipped']:.1%}")
     if result["ood"]:
         o = result["ood"]
         print(f"OOD gate: threshold {o['threshold']:.2f}; held-out training images assessed "
               f"{o['heldout_assessed'] if o['heldout_assessed'] is None else format(o['heldout_assessed'], '.1%')}"
-              + (f"; OOD set not assessed {o['ood_not_assessed']:.1%}" if o.get("ood_not_assessed") is not None else ""))
+              + (f"; OOD set not assessed {o['ood_not_assessed']:.1%}"
+                 if o.get("ood_not_assessed") is not None else ""))
     print(f"reload check: max |p - p_reloaded| = {result['reload_max_abs_diff']:.2e}")
     return 0
 
@@ -141,7 +146,8 @@ def _cmd_cv(args) -> int:
                          head_optimizer=args.head_optimizer, dropout=args.dropout,
                          l2=args.l2, head_epochs=args.epochs, head_lr=args.lr, head_patience=args.patience,
                          threshold_method=args.threshold_method, validation=args.validation,
-                         inner_folds=args.inner_folds, fine_tune_epochs=args.fine_tune_epochs, robustness=args.robustness,
+                         inner_folds=args.inner_folds, fine_tune_epochs=args.fine_tune_epochs,
+                         robustness=args.robustness,
                          fine_tune_blocks=args.fine_tune_blocks, fine_tune_lr=args.fine_tune_lr,
                          threads=args.threads, cache_dir=args.cache, out=args.out, n_boot=args.bootstrap)
     s = rep["per_fold_mean_sd"]

@@ -73,7 +73,8 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
             oof_shift[te] = np.clip(s["p"] - th.threshold + 0.5, 0, 1)
             if progress:
                 progress(f"repeat {r + 1} fold {k + 1}: n={len(te)} acc {m['accuracy']:.3f} auc {m['roc_auc']:.3f} "
-                         f"ece {m['ece']:.3f} (uncalibrated {m['uncalibrated']['ece']:.3f}) sens {m['sensitivity']:.3f} "
+                         f"ece {m['ece']:.3f} (uncalibrated {m['uncalibrated']['ece']:.3f}) "
+                         f"sens {m['sensitivity']:.3f} "
                          f"spec {m['specificity']:.3f} thr {th.threshold:.3f} OOD-assessed {m['ood_assessed']:.3f}")
             if hasattr(progress, "part"):
                 progress.part(r * folds + k + 1, repeats * folds)
@@ -100,7 +101,8 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
             "first_repeat": {"per_fold": first["folds"], "mean_sd": first["summary"], "pooled_out_of_fold": pooled,
                              "oof_p": first["oof_p"]},
             "repeat_means": [{k: run["summary"][k]["mean"] for k in run["summary"]} for run in runs],
-            "uncalibrated_mean": {k: float(np.mean([m["uncalibrated"][k] for m in all_folds])) for k in ("brier", "ece")},
+            "uncalibrated_mean": {k: float(np.mean([m["uncalibrated"][k] for m in all_folds]))
+                                  for k in ("brier", "ece")},
             "accuracy_at_calibrated_0.5": float(np.mean([m["alt"]["accuracy_at_calibrated_0.5"] for m in all_folds])),
             "robustness": robustness, "ood_heldout_assessed": ood_kept / max(1, ood_n)}
 
@@ -111,7 +113,8 @@ def card_metrics(rep: dict) -> dict:
     cv = {name: {"mean": s[key]["mean"], "sd": s[key]["sd"], "pooled": pooled[key], "ci95": list(pooled["ci95"][key])}
           for name, key in CV_KEYS.items()}
     cv.update({"folds": rep["folds"], "repeats": rep["repeats"],
-               "ci95_method": "grouped bootstrap (duplicate groups) of the first repeat's pooled out-of-fold predictions",
+               "ci95_method": "grouped bootstrap (duplicate groups) of the first repeat's pooled out-of-fold "
+                              "predictions",
                "mean_of": "test folds (ECE of a ~50-image fold is biased upwards by sparse bins: "
                           "'pooled' is the ECE of all out-of-fold predictions)"})
     robustness = {c: {"accuracy": v["accuracy"], "delta": v["delta"], "flipped": v["flipped"], "auc": v["roc_auc"]}
@@ -120,8 +123,9 @@ def card_metrics(rep: dict) -> dict:
 
 
 def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int = 5, seed: int = 0,
-                   repeats: int = 1, input_size: int = 160, crop: bool = True, views: int = 10, intensity: str = "equalize",
-                   feature_layers=None, pooling: str | None = None, head_optimizer: str = "lbfgs", dropout: float = 0.3, l2: float = 1e-3,
+                   repeats: int = 1, input_size: int = 160, crop: bool = True, views: int = 10,
+                   intensity: str = "equalize", feature_layers=None, pooling: str | None = None,
+                   head_optimizer: str = "lbfgs", dropout: float = 0.3, l2: float = 1e-3,
                    head_epochs: int = 300, head_lr: float = 1e-3, head_patience: int = 40,
                    inner_val_fraction: float = 0.2, threshold_method: str = "balanced", c_choice: str = "bag",
                    validation: str = "cv", inner_folds: int = 5, robustness: bool = False,
@@ -145,7 +149,8 @@ def cross_validate(data, *, arch: str = "vgg16", weights="imagenet", folds: int 
     hcfg = HeadConfig(epochs=head_epochs, lr=head_lr, dropout=dropout, l2=l2, patience=head_patience, seed=seed,
                       optimizer=head_optimizer, c_choice=c_choice)
     settings = {"data": str(data), "dataset": fx["summary"], "architecture": arch, "backbone": fx["label"],
-                "weights": fx["weights"], "input_size": input_size, "crop": crop, "intensity": intensity, "views": views,
+                "weights": fx["weights"], "input_size": input_size, "crop": crop, "intensity": intensity,
+                "views": views,
                 "c_choice": c_choice, "feature_layers": feature_layers, "pooling": pooling,
                 "head_optimizer": head_optimizer, "dropout": dropout, "l2": l2, "threshold_method": threshold_method,
                 "fine_tune_epochs": fine_tune_epochs,

@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
-__all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "ImageImplausible", "decode_image", "sniff_format", "working_bytes"]
+__all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "ImageImplausible", "decode_image", "sniff_format",
+           "working_bytes"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -77,7 +77,7 @@ def change_features(fmodel, ds, indices, input_size: int, crop: bool, intensity:
                 arrays = np.stack([dihedral(a, o) for a in prepared])
                 got = list(run_model(fmodel, arrays, progress=progress, what=f"features, change {name}, view {o}"))
                 if cache:
-                    for s, f in zip(shas, got):
+                    for s, f in zip(shas, got, strict=True):
                         cache.put(s, key, f)
                     cache.save()
             elif progress:

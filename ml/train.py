@@ -278,7 +278,8 @@ def _phase_one_trusted(cfg: TrainConfig, images: _Images, split: _Split, model, 
         card["ood"].update(_ood_set_share(fmodel, trusted.ood, cfg.ood_set, cfg, rep) or {})
     return _PhaseOne(
         head_info=trusted.info, threshold=trusted.threshold, val_labels=y_train, val_p=trusted.oof_p,
-        val_groups=g_train, check=check, check_p=run_model(model, images.arrays[check], what="reload check reference").ravel(),
+        val_groups=g_train, check=check,
+        check_p=run_model(model, images.arrays[check], what="reload check reference").ravel(),
         val_note=(f"out-of-fold predictions of inner {cfg.inner_folds}-fold grouped CV on the training images "
                   "(calibrated" + (", test-time rotations averaged)" if tta else ")")),
         trusted=trusted, card=card, cv_report=cv_report, tta=tta)
@@ -353,7 +354,8 @@ def _metadata(cfg: TrainConfig, data, images: _Images, split: _Split, one: _Phas
     }
     if one.tta:
         sections["tta"] = {"orientations": list(one.tta),
-                           "what": "P(tumor) is the head on the mean features of the image rotated by 0/90/180/270 degrees"}
+                           "what": "P(tumor) is the head on the mean features of the image rotated by "
+                                   "0/90/180/270 degrees"}
     return extra, sections
 
 
@@ -395,7 +397,8 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
                              feature_layers=cfg.feature_layers, pooling=cfg.pooling, l2=cfg.l2, seed=cfg.seed)
     fmodel = feature_model(model)
     fkey = feature_key(arch=cfg.arch, w=describe_weights(cfg.arch, cfg.weights), size=cfg.input_size,
-                       crop=cfg.crop, intensity=cfg.intensity, seed=cfg.seed, layers=cfg.feature_layers, pooling=cfg.pooling)
+                       crop=cfg.crop, intensity=cfg.intensity, seed=cfg.seed, layers=cfg.feature_layers,
+                       pooling=cfg.pooling)
     cache = FeatureCache(cfg.cache_dir, fkey) if cfg.cache_dir else None
     rep.stage("features", f"backbone features of {len(split.train)} training images x {cfg.views} views")
     train_features = view_features(fmodel, images.raw[split.train], [images.shas[i] for i in split.train], cfg.views,
@@ -405,7 +408,8 @@ def train(cfg: TrainConfig, data, out, progress=None) -> dict:
     else:
         one = _phase_one_holdout(cfg, images, split, model, fmodel, train_features, rep)
     rep(f"phase 1 done: best validation AUC {one.head_info['best_val_auc']:.4f}"
-        + (f" at C={one.head_info['best_C']}" if "best_C" in one.head_info else f" at epoch {one.head_info['best_epoch']}"))
+        + (f" at C={one.head_info['best_C']}" if "best_C" in one.head_info
+           else f" at epoch {one.head_info['best_epoch']}"))
     val_metrics = binary_metrics(one.val_labels, one.val_p, one.threshold)
     val_metrics["ci95"] = bootstrap_ci(one.val_labels, one.val_p, one.threshold, groups=one.val_groups, n_boot=1000,
                                        seed=cfg.seed)

@@ -2,16 +2,20 @@
 training runs (start, progress), and read-only predictions, reviews and audit events."""
 
 import json
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.contrib.auth.models import User
 from django.core.exceptions import PermissionDenied
 from django.db import transaction
-from django.http import JsonResponse
+from django.db.models import QuerySet
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.template.response import TemplateResponse
-from django.urls import path, reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html, format_html_join
 
 from classifier.models import (
@@ -32,9 +36,12 @@ from ml.card import build_card, headline_metrics
 from portal.accounts.models import Clinic
 
 
-def _require_superuser(request):
-    if not request.user.is_active or not request.user.is_superuser:
+def _require_superuser(request: HttpRequest) -> User:
+    """The signed-in superuser, else PermissionDenied."""
+    user = request.user
+    if not isinstance(user, User) or not user.is_active or not user.is_superuser:
         raise PermissionDenied("Only superusers manage model versions.")
+    return user
 
 
 # --- Model registry -------------------------------------------------------------------
@@ -66,7 +73,7 @@ class OverrideForm(forms.Form):
     )
 
 
-def _card_meta(version):
+def _card_meta(version: ModelVersion) -> dict[str, Any]:
     """The metadata the card and the activation gate read (metrics from the artifact's
     metadata; the stored copy only when the metadata has none)."""
     meta = dict(version.metadata or {})
@@ -81,7 +88,8 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
     activate action and the import page make the changes, and predictions keep their
     version (PROTECT), so nothing is deleted here."""
 
-    list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at", "imported_by"]
+    list_display = ["__str__", "architecture", "version", "is_active", "threshold", "auc", "created_at", "activated_at",
+                    "imported_by"]
     list_filter = ["architecture", "is_active"]
     search_fields = ["version", "artifact_sha256"]
     ordering = ["architecture", "-created_at"]
@@ -91,16 +99,16 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         "imported_by", "created_at", "activated_at", "activation_floors", "override_reason", "override_by",
         "override_at", "model_card", "metrics_table", "plots", "metadata_json",
     ]
-    fields = readonly_fields
+    fields = tuple(readonly_fields)
     change_list_template = "admin/classifier/modelversion/change_list.html"
 
-    def changelist_view(self, request, extra_context=None):
+    def changelist_view(self, request: HttpRequest, extra_context: dict[str, Any] | None = None) -> HttpResponse:
         from classifier.shipped import status
 
         return super().changelist_view(request, {**(extra_context or {}), "shipped_status": status()})
 
     @admin.display(description="ROC AUC")
-    def auc(self, obj):
+    def auc(self, obj: ModelVersion) -> str:
         """The AUC the activation gate reads (grouped-CV mean, else validation), as the card does."""
         head = headline_metrics(_card_meta(obj))
         if head["auc"] is None:
@@ -108,18 +116,18 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html('<span title="{}">{}</span>', head["source"], f"{head['auc']:.3f}")
 
     @admin.display(description="Activation floors")
-    def activation_floors(self, obj):
+    def activation_floors(self, obj: ModelVersion) -> str:
         shortfalls = obj.gate_shortfalls()
         if not shortfalls:
             return "Clears the floors."
         return format_html_join("", "<div class=\"errornote\">{}</div>", ((s,) for s in shortfalls))
 
     @admin.display(description="Model card")
-    def model_card(self, obj):
+    def model_card(self, obj: ModelVersion) -> str:
         return format_html('<a href="{}">Model card</a>', reverse("model_card", args=[obj.pk]))
 
     @admin.display(description="Metrics")
-    def metrics_table(self, obj):
+    def metrics_table(self, obj: ModelVersion) -> str:
         """The model card's performance and validation tables (ml.card), not the raw JSON."""
         card = build_card(_card_meta(obj), min_auc=settings.MODEL_MIN_AUC, min_accuracy=settings.MODEL_MIN_ACCURACY)
         parts = []
@@ -146,7 +154,7 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             ))
         return format_html_join("", "{}", ((p,) for p in parts)) if parts else "No metrics recorded."
     @admin.display(description="Plots")
-    def plots(self, obj):
+    def plots(self, obj: ModelVersion) -> str:
         from classifier.registry import PLOTS, plot_path
 
         parts = [
@@ -162,21 +170,22 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return format_html_join("", "{}", ((p,) for p in parts)) if parts else "No plots in this artifact."
 
     @admin.display(description="Metadata")
-    def metadata_json(self, obj):
+    def metadata_json(self, obj: ModelVersion) -> str:
         return format_html(
             "<details><summary>Full metadata (JSON)</summary><pre>{}</pre></details>",
             json.dumps(obj.metadata, indent=2, sort_keys=True),
         )
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         urls = [
             path("import/", self.admin_site.admin_view(self.import_view), name="classifier_modelversion_import"),
-            path("<int:pk>/plot/<str:kind>.png", self.admin_site.admin_view(self.plot_view), name="classifier_modelversion_plot"),
+            path("<int:pk>/plot/<str:kind>.png", self.admin_site.admin_view(self.plot_view),
+                 name="classifier_modelversion_plot"),
         ]
         return urls + super().get_urls()
 
-    def import_view(self, request):
-        _require_superuser(request)
+    def import_view(self, request: HttpRequest) -> HttpResponse:
+        user = _require_superuser(request)
         from classifier.registry import RegistryError, import_artifact
 
         form = ImportArtifactForm(request.POST or None)
@@ -184,7 +193,7 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
             try:
                 version = import_artifact(
                     form.cleaned_data["path"],
-                    user=request.user,
+                    user=user,
                     activate=form.cleaned_data["activate"],
                     version=form.cleaned_data["version"] or None,
                     request=request,
@@ -196,25 +205,26 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 state = "and activated it" if version.is_active else "(inactive)"
                 self.message_user(request, f"Imported {version} {state}.", messages.SUCCESS)
                 return redirect("admin:classifier_modelversion_change", version.pk)
-        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form, "title": "Import a model artifact"}
+        context = {**self.admin_site.each_context(request), "opts": self.model._meta, "form": form,
+                   "title": "Import a model artifact"}
         return TemplateResponse(request, "admin/classifier/modelversion/import.html", context)
 
-    def plot_view(self, request, pk, kind):
+    def plot_view(self, request: HttpRequest, pk: int, kind: str) -> FileResponse:
         if not request.user.is_staff:
             raise PermissionDenied
         from classifier.registry import plot_response
 
         return plot_response(get_object_or_404(ModelVersion, pk=pk), kind)
 
-    def get_actions(self, request):
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
         if not request.user.is_superuser:
             actions.pop("activate_selected", None)
         return actions
 
     @admin.action(description="Activate the selected version (new jobs only)")
-    def activate_selected(self, request, queryset):
-        _require_superuser(request)
+    def activate_selected(self, request: HttpRequest, queryset: QuerySet[ModelVersion]) -> HttpResponse | None:
+        user = _require_superuser(request)
         from classifier.registry import ActivationRefused, activate_version
 
         chosen = list(queryset)
@@ -233,17 +243,18 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
                 "chosen": chosen,
                 "form": form,
                 "floors": {"auc": settings.MODEL_MIN_AUC, "accuracy": settings.MODEL_MIN_ACCURACY},
-                "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
             }
             return TemplateResponse(request, "admin/classifier/modelversion/activate_override.html", context)
         reason = form.cleaned_data["override_reason"] if below else ""
         for version in chosen:
             try:
-                activate_version(version, user=request.user, request=request, override_reason=reason)
+                activate_version(version, user=user, request=request, override_reason=reason)
             except ActivationRefused as exc:
                 self.message_user(request, str(exc), messages.ERROR)
                 continue
-            self.message_user(request, f"{version} is now active; running and earlier jobs keep their version.", messages.SUCCESS)
+            self.message_user(request, f"{version} is now active; running and earlier jobs keep their version.",
+                              messages.SUCCESS)
         return None
 
 
@@ -260,12 +271,13 @@ class PredictionChunkInline(admin.TabularInline):
     """Which worker holds which slice of the job, and what it is doing."""
 
     model = PredictionChunk
-    fields = readonly_fields = CHUNK_FIELDS
+    readonly_fields = CHUNK_FIELDS
+    fields = tuple(CHUNK_FIELDS)
     extra = 0
     can_delete = False
     ordering = ["-round", "index"]
 
-    def has_add_permission(self, request, obj=None):
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
 
@@ -279,7 +291,8 @@ class PredictionChunkAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
 
 @admin.register(PredictionJob)
 class PredictionJobAdmin(admin.ModelAdmin):
-    list_display = ["id", "batch", "model_version", "status", "attempt", "done", "failed", "total", "created_at", "finished_at"]
+    list_display = ["id", "batch", "model_version", "status", "attempt", "done", "failed", "total", "created_at",
+                    "finished_at"]
     list_filter = ["status", "model_version__architecture", "batch__case__clinic"]
     search_fields = ["=id", "batch__case__patient_ref", "user_error", "admin_error"]
     readonly_fields = [f.name for f in PredictionJob._meta.fields]
@@ -287,17 +300,17 @@ class PredictionJobAdmin(admin.ModelAdmin):
     list_select_related = ["model_version", "batch__case"]
     inlines = [PredictionChunkInline]
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
     @admin.action(
         description="Re-run the selected failed, partial or cancelled jobs (every scan without a result)",
         permissions=["change"],
     )
-    def requeue(self, request, queryset):
+    def requeue(self, request: HttpRequest, queryset: QuerySet[PredictionJob]) -> None:
         from classifier.jobs import RERUNNABLE, rerun
 
         done, skipped = 0, []
@@ -308,15 +321,17 @@ class PredictionJobAdmin(admin.ModelAdmin):
                     skipped.append(f"#{job.pk} ({job.get_status_display().lower()})")
                     continue
                 rerun(job)
-                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.case.clinic_id, attempt=job.attempt, round=job.round)
+                announce("job_requeue", request=request, obj=job, clinic_id=job.batch.case.clinic_id,
+                         attempt=job.attempt, round=job.round)
                 done += 1
         if done:
             self.message_user(request, f"Re-running {done} job(s).", messages.SUCCESS)
         if skipped:
-            self.message_user(request, f"Not re-run (only failed, partial or cancelled jobs can be): {', '.join(skipped)}.", messages.WARNING)
+            self.message_user(request, "Not re-run (only failed, partial or cancelled jobs can be): "
+                              f"{', '.join(skipped)}.", messages.WARNING)
 
     @admin.action(description="Cancel the selected queued or running jobs", permissions=["change"])
-    def cancel(self, request, queryset):
+    def cancel(self, request: HttpRequest, queryset: QuerySet[PredictionJob]) -> None:
         done, skipped = 0, []
         for pk in queryset.values_list("pk", flat=True):
             with transaction.atomic():
@@ -329,7 +344,8 @@ class PredictionJobAdmin(admin.ModelAdmin):
                 announce("job_cancel", request=request, obj=job, clinic_id=job.batch.case.clinic_id)
                 done += 1
         if done:
-            self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of scans.", messages.SUCCESS)
+            self.message_user(request, f"Cancelled {done} job(s); a running job stops after its current batch of "
+                              "scans.", messages.SUCCESS)
         if skipped:
             self.message_user(request, f"Not cancelled (already finished): {', '.join(skipped)}.", messages.WARNING)
 
@@ -339,21 +355,23 @@ HED_WEIGHTS = HED_BACKBONE  # resolved to the verified local file by the worker 
 
 class TrainingStartForm(forms.Form):
     architecture = forms.ChoiceField(choices=Architecture.choices)
-    epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300, help_text="Epochs of the head on the frozen backbone (early stopping).")
-    fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0, help_text="Epochs of fine-tuning the top block afterwards (0: none).")
+    epochs = forms.IntegerField(min_value=1, max_value=2000, initial=300,
+                                help_text="Epochs of the head on the frozen backbone (early stopping).")
+    fine_tune_epochs = forms.IntegerField(min_value=0, max_value=50, initial=0,
+                                          help_text="Epochs of fine-tuning the top block afterwards (0: none).")
     input_size = forms.IntegerField(min_value=32, max_value=512, initial=160)
     weights = forms.ChoiceField(
         label="Backbone weights",
         help_text="The local HED-derived VGG16 backbone is the one the shipped model uses (BACKBONE_CACHE_DIR). "
         "ImageNet is offered only where its weights file is present on this server.",
     )
-    clinics = forms.ModelMultipleChoiceField(
+    clinics: "forms.ModelMultipleChoiceField[Clinic]" = forms.ModelMultipleChoiceField(
         queryset=None, required=False, help_text="Reviewed scans of these clinics (default: all clinics)."
     )
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["clinics"].queryset = Clinic.objects.all()
+        cast(forms.ModelMultipleChoiceField, self.fields["clinics"]).queryset = Clinic.objects.all()
         self.imagenet = imagenet_available()
         choices = [(HED_WEIGHTS, "HED-derived VGG16, local (not ImageNet; the shipped model's backbone; VGG16 only)")]
         choices += [
@@ -361,12 +379,12 @@ class TrainingStartForm(forms.Form):
             for arch in self.imagenet
         ]
         choices.append(("none", "None (random initialisation)"))
-        self.fields["weights"].choices = choices
+        cast(forms.ChoiceField, self.fields["weights"]).choices = choices
         self.fields["weights"].initial = HED_WEIGHTS
         self.fields["architecture"].initial = "vgg16"
 
-    def clean(self):
-        cleaned = super().clean()
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
         arch, weights = cleaned.get("architecture"), cleaned.get("weights")
         if weights == HED_WEIGHTS and arch and arch != "vgg16":
             self.add_error("weights", "The HED-derived backbone is a VGG16: choose VGG16, or other weights.")
@@ -378,7 +396,7 @@ class TrainingStartForm(forms.Form):
         return cleaned
 
 
-def imagenet_available():
+def imagenet_available() -> list[str]:
     """The architectures whose genuine Keras ImageNet weights file is on this server."""
     from ml.backbones import imagenet_file
 
@@ -393,27 +411,29 @@ def imagenet_available():
 
 @admin.register(TrainingRun)
 class TrainingRunAdmin(admin.ModelAdmin):
-    list_display = ["id", "architecture", "status", "percent", "requested_by", "created_at", "finished_at", "result_version"]
+    list_display = ["id", "architecture", "status", "percent", "requested_by", "created_at", "finished_at",
+                    "result_version"]
     list_filter = ["status", "architecture"]
     search_fields = ["=id", "log", "user_error"]
     readonly_fields = [f.name for f in TrainingRun._meta.fields]
     change_form_template = "admin/classifier/trainingrun/change_form.html"
     change_list_template = "admin/classifier/trainingrun/change_list.html"
 
-    def has_add_permission(self, request):
+    def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # runs start from the "Start training" page
 
-    def has_delete_permission(self, request, obj=None):
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    def get_urls(self):
+    def get_urls(self) -> list[URLPattern]:
         return [
             path("start/", self.admin_site.admin_view(self.start_view), name="classifier_trainingrun_start"),
-            path("<int:pk>/status.json", self.admin_site.admin_view(self.status_view), name="classifier_trainingrun_status"),
+            path("<int:pk>/status.json", self.admin_site.admin_view(self.status_view),
+                 name="classifier_trainingrun_status"),
         ] + super().get_urls()
 
-    def start_view(self, request):
-        _require_superuser(request)
+    def start_view(self, request: HttpRequest) -> HttpResponse:
+        user = _require_superuser(request)
         from classifier.training import TrainingError, reviewed_counts, start_training
 
         form = TrainingStartForm(request.POST or None)
@@ -421,7 +441,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
             data = form.cleaned_data
             try:
                 run = start_training(
-                    user=request.user,
+                    user=user,
                     architecture=data["architecture"],
                     options={
                         "epochs": data["epochs"],
@@ -435,7 +455,8 @@ class TrainingRunAdmin(admin.ModelAdmin):
             except TrainingError as exc:
                 form.add_error(None, str(exc))
             else:
-                self.message_user(request, "Training started; the new version stays inactive until you activate it.", messages.SUCCESS)
+                self.message_user(request, "Training started; the new version stays inactive until you activate it.",
+                                  messages.SUCCESS)
                 return redirect("admin:classifier_trainingrun_change", run.pk)
         context = {
             **self.admin_site.each_context(request),
@@ -446,7 +467,7 @@ class TrainingRunAdmin(admin.ModelAdmin):
         }
         return TemplateResponse(request, "admin/classifier/trainingrun/start.html", context)
 
-    def status_view(self, request, pk):
+    def status_view(self, request: HttpRequest, pk: int) -> JsonResponse:
         if not request.user.is_staff:
             raise PermissionDenied
         run = get_object_or_404(TrainingRun, pk=pk)

@@ -4,14 +4,17 @@ Model versions are global: one registry serves every clinic, so only superusers 
 activate or train them (the admin pages and the management command).
 """
 
+import os
 import re
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
-from django.http import FileResponse, Http404
+from django.http import FileResponse, Http404, HttpRequest
 from django.utils import timezone
 
 from classifier import artifact_store
@@ -33,7 +36,7 @@ class ActivationRefused(RegistryError):
     """The version is below the activation floors and no permitted override was given."""
 
 
-def _read_metadata(path):
+def _read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     from ml.artifacts import ArtifactError, read_metadata
 
     try:
@@ -42,7 +45,7 @@ def _read_metadata(path):
         raise RegistryError(f"Invalid artifact: {exc}") from exc
 
 
-def _version_name(metadata, version):
+def _version_name(metadata: dict[str, Any], version: str | None) -> str:
     name = version or metadata.get("version") or (metadata.get("extra") or {}).get("version")
     if not name:
         name = timezone.now().strftime("%Y%m%d-%H%M%S")
@@ -52,7 +55,9 @@ def _version_name(metadata, version):
     return name
 
 
-def import_artifact(path, user=None, activate=False, version=None, request=None, override_reason=""):
+def import_artifact(path: str | os.PathLike[str], user: User | None = None, activate: bool = False,
+                    version: str | None = None, request: HttpRequest | None = None,
+                    override_reason: str = "") -> ModelVersion:
     """Validate the artifact at ``path``, publish it as <arch>/<version>/ in the model storage
     (MODEL_ROOT, or the bucket with S3_BUCKET set; see classifier/artifact_store.py), register
     a ModelVersion (inactive unless ``activate``) and audit the import. Raises
@@ -100,7 +105,7 @@ def import_artifact(path, user=None, activate=False, version=None, request=None,
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    def unpublish():
+    def unpublish() -> None:
         if remote:
             artifact_store.remove_artifact(relative.as_posix(), files)
         else:
@@ -132,7 +137,7 @@ def import_artifact(path, user=None, activate=False, version=None, request=None,
     return model_version
 
 
-def _check_gate(what, shortfalls, user, override_reason):
+def _check_gate(what: str, shortfalls: list[str], user: User | None, override_reason: str) -> str:
     """Refuse unless the version clears the floors, or a superuser gives a reason.
 
     ``user`` None is the operator of a management command (shell access to the server)."""
@@ -147,7 +152,8 @@ def _check_gate(what, shortfalls, user, override_reason):
     return reason
 
 
-def activate_version(model_version, user=None, request=None, override_reason=""):
+def activate_version(model_version: ModelVersion, user: User | None = None, request: HttpRequest | None = None,
+                     override_reason: str = "") -> ModelVersion:
     """Make ``model_version`` the active one of its architecture. Jobs already created keep
     the version they were created with; only new jobs pick this one.
 
@@ -175,7 +181,8 @@ def activate_version(model_version, user=None, request=None, override_reason="")
     return model_version
 
 
-def _audit(request, user, action, model_version, **extra):
+def _audit(request: HttpRequest | None, user: User | None, action: str, model_version: ModelVersion,
+           **extra: Any) -> None:
     from classifier.signals import announce
 
     announce(
@@ -189,13 +196,13 @@ def _audit(request, user, action, model_version, **extra):
     )
 
 
-def artifact_dir(model_version):
+def artifact_dir(model_version: ModelVersion) -> Path:
     from classifier.engine import artifact_dir as resolve
 
     return resolve(model_version)
 
 
-def plot_path(model_version, kind):
+def plot_path(model_version: ModelVersion, kind: str) -> Path | None:
     """Local path of the ROC or confusion-matrix PNG in the artifact, or None when absent.
     With object storage only the plot is fetched (into the cache), never the model."""
     if kind not in PLOTS:
@@ -214,7 +221,7 @@ def plot_path(model_version, kind):
     return None
 
 
-def plot_response(model_version, kind):
+def plot_response(model_version: ModelVersion, kind: str) -> FileResponse:
     """The plot's PNG, privately cached for a few minutes; 404 when the artifact has none."""
     found = plot_path(model_version, kind)
     if found is None:

@@ -8,21 +8,30 @@ and the artifact is imported as an inactive version.
 
 import csv
 import logging
+import os
 import shutil
 import tempfile
 import traceback
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
+from django.contrib.auth.models import User
 from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
 from django.utils import timezone
 
 from classifier import claims
 from classifier.heartbeat import heartbeat
 from classifier.models import JobStatus, Label, Review, TrainingRun
 from portal.cases.models import Scan
+
+if TYPE_CHECKING:
+    from ml.progress import ProgressEvent
+    from ml.train import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -34,29 +43,30 @@ class TrainingError(Exception):
     """Training cannot start or failed; str() is fit to show to an admin."""
 
 
-def min_per_class():
+def min_per_class() -> int:
     return int(getattr(settings, "TRAINING_MIN_PER_CLASS", 20))
 
 
-def reviewed_scans(clinic_ids=None):
+def reviewed_scans(clinic_ids: list[str] | None = None) -> QuerySet[Any]:
     """Accepted scans (of the clinics ``clinic_ids``, else of all) with at least one review,
-    annotated with ``reviewed_label``: the label of the scan's latest review."""
+    annotated with ``reviewed_label``: the label of the scan's latest review. (Typed as rows of
+    Any: django-stubs cannot carry an annotation through ``ScanQuerySet``.)"""
     latest = Review.objects.filter(scan=OuterRef("pk")).order_by("-created_at", "-id")
     scans = Scan.objects.accepted()
     if clinic_ids:
-        scans = scans.filter(case__clinic__in=clinic_ids)
+        scans = scans.filter(case__clinic_id__in=clinic_ids)
     scans = scans.annotate(reviewed_label=Subquery(latest.values("label")[:1])).filter(reviewed_label__isnull=False)
     return scans.order_by("created_at", "pk")
 
 
-def reviewed_counts(clinic_ids=None):
+def reviewed_counts(clinic_ids: list[str] | None = None) -> dict[str, int]:
     counts = {label: 0 for label in Label.values}
     for label in reviewed_scans(clinic_ids).values_list("reviewed_label", flat=True):
         counts[label] += 1
     return counts
 
 
-def check_enough(counts, minimum):
+def check_enough(counts: dict[str, int], minimum: int) -> None:
     short = [
         f"{Label(label).label.lower()}: {counts.get(label, 0)} of {minimum}"
         for label in Label.values
@@ -69,7 +79,8 @@ def check_enough(counts, minimum):
         )
 
 
-def start_training(user, architecture, options=None, clinics=None, request=None):
+def start_training(user: User, architecture: str, options: dict[str, Any] | None = None,
+                   clinics: Iterable[Any] | None = None, request: HttpRequest | None = None) -> TrainingRun:
     """Check there is enough reviewed data, create the run and queue it after commit."""
     from classifier.signals import announce
 
@@ -89,7 +100,7 @@ def start_training(user, architecture, options=None, clinics=None, request=None)
     return run
 
 
-def enqueue_training(run):
+def enqueue_training(run: TrainingRun) -> None:
     from classifier.tasks import run_training
 
     transaction.on_commit(lambda: run_training.delay(run.pk))
@@ -98,7 +109,7 @@ def enqueue_training(run):
 # --- The worker side ------------------------------------------------------------------
 
 
-def _claim(run_id, task_id, worker=""):
+def _claim(run_id: int, task_id: str | None, worker: str = "") -> TrainingRun | None:
     """Lock the run and move it to running; None when it is not ours to run.
 
     Training is not resumable. The same message delivered again for a running run means
@@ -121,7 +132,7 @@ def _claim(run_id, task_id, worker=""):
         return None
 
 
-def fail_lost_run(run, admin_error):
+def fail_lost_run(run: TrainingRun, admin_error: str) -> None:
     """A locked running run whose worker died: training is not resumable, so it fails (a run
     that kills its worker, out of memory say, must not loop)."""
     run.set_status(
@@ -131,19 +142,19 @@ def fail_lost_run(run, admin_error):
     )
 
 
-def _append_log(run, line):
+def _append_log(run: TrainingRun, line: str) -> None:
     run.log = (run.log + f"{timezone.now():%H:%M:%S} {line}\n")[-20000:]
     TrainingRun.objects.filter(pk=run.pk).update(log=run.log, progress_at=timezone.now())
 
 
-def export_dataset(run, folder):
+def export_dataset(run: TrainingRun, folder: str | os.PathLike[str]) -> tuple[Path, dict[str, int]]:
     """Copy the reviewed scans into ``folder`` and write ``labels.csv`` (path,label)."""
     from django.core.files.storage import default_storage
 
     folder = Path(folder)
     (folder / "images").mkdir(parents=True, exist_ok=True)
     counts = {label: 0 for label in Label.values}
-    rows = []
+    rows: list[tuple[str, str]] = []
     for scan in reviewed_scans(run.options.get("clinics")).iterator(chunk_size=500):
         suffix = Path(scan.file.name).suffix or ".img"
         target = folder / "images" / f"{scan.pk}{suffix}"
@@ -162,7 +173,7 @@ def export_dataset(run, folder):
     return folder / "labels.csv", counts
 
 
-def execute(run_id, task_id=None, worker=""):
+def execute(run_id: int, task_id: str | None = None, worker: str = "") -> TrainingRun | None:
     """Run one training run to the end; returns the run (or None when not ours)."""
     run = _claim(run_id, task_id, worker)
     if run is None:
@@ -171,7 +182,7 @@ def execute(run_id, task_id=None, worker=""):
         return _train(run, run_id)
 
 
-def _train(run, run_id):
+def _train(run: TrainingRun, run_id: int) -> TrainingRun:
     workdir = Path(tempfile.mkdtemp(prefix=f"training-{run.pk}-"))
     try:
         csv_path, counts = export_dataset(run, workdir / "data")
@@ -213,7 +224,7 @@ def _train(run, run_id):
     return TrainingRun.objects.get(pk=run_id)
 
 
-def _fail(run_id, user_error, admin_error):
+def _fail(run_id: int, user_error: str, admin_error: str) -> None:
     with transaction.atomic():
         run = TrainingRun.objects.select_for_update().get(pk=run_id)
         if run.status in (JobStatus.QUEUED, JobStatus.RUNNING):
@@ -231,7 +242,7 @@ TRAIN_OPTIONS = {"weights", "input_size", "crop", "seed", "views", "head_epochs"
                  "ood_keep"}
 
 
-def train_config(run):
+def train_config(run: TrainingRun) -> "TrainConfig":
     """ml.train.TrainConfig from the run's options (``epochs`` is the head's epochs)."""
     from ml.train import TrainConfig
 
@@ -251,10 +262,10 @@ class _Progress:
     """ml's progress callback (``ml.progress.ProgressEvent``): stores stage and fraction,
     moves done/total and appends the message to the run's log."""
 
-    def __init__(self, run):
+    def __init__(self, run: TrainingRun) -> None:
         self.run = run
 
-    def __call__(self, event):
+    def __call__(self, event: "ProgressEvent") -> None:
         done = min(TRAIN_SHARE, int(event.fraction * TRAIN_SHARE))
         self.run.stage, self.run.fraction = event.stage[:40], max(self.run.fraction, float(event.fraction))
         self.run.done = max(self.run.done, done)
@@ -264,7 +275,7 @@ class _Progress:
         _append_log(self.run, f"[{event.stage}] {event.message}")
 
 
-def train_artifact(run, csv_path, out_dir):
+def train_artifact(run: TrainingRun, csv_path: str | os.PathLike[str], out_dir: Path) -> Path:
     """Train with ml in-process; returns the artifact directory."""
     from ml.train import train
 

@@ -9,12 +9,12 @@ endpoint does not exist (404); a missing or wrong token gets 401.
 import hmac
 import logging
 import time
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Min, Q, QuerySet, Sum
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Manager, Min, Q, QuerySet, Sum
 from django.db.models.expressions import Combinable
 from django.http import Http404, HttpRequest, HttpResponse
 from django.utils import timezone
@@ -84,7 +84,9 @@ def _histogram(name: str, documentation: str, queryset: QuerySet[Any], expressio
     return family
 
 
-def _by_state(name, documentation, queryset, states):
+def _by_state(
+    name: str, documentation: str, queryset: QuerySet[Any] | Manager[Any], states: Iterable[str]
+) -> GaugeMetricFamily:
     """A gauge of ``queryset``'s rows per ``status``, 0 for each state that has none."""
     family = GaugeMetricFamily(name, documentation, labels=["state"])
     counts = dict(queryset.values_list("status").annotate(n=Count("pk")))
@@ -93,7 +95,9 @@ def _by_state(name, documentation, queryset, states):
     return family
 
 
-def _oldest_age(name, documentation, queryset, field, now):
+def _oldest_age(
+    name: str, documentation: str, queryset: QuerySet[Any], field: str, now: datetime
+) -> GaugeMetricFamily:
     """Seconds since the earliest ``field`` of ``queryset`` (0 when it is empty)."""
     oldest = queryset.aggregate(at=Min(field))["at"]
     return GaugeMetricFamily(name, documentation, value=(now - oldest).total_seconds() if oldest else 0.0)

@@ -160,7 +160,7 @@ class ChunkStatus(models.TextChoices):
     DONE = "done", "Done"
 
 
-class PredictionJobQuerySet(ClinicScopedQuerySet):
+class PredictionJobQuerySet(ClinicScopedQuerySet["PredictionJob"]):
     clinic_path = "batch__case__clinic"
 
 

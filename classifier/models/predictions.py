@@ -25,7 +25,7 @@ class HeatmapState(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class PredictionQuerySet(ClinicScopedQuerySet):
+class PredictionQuerySet(ClinicScopedQuerySet["Prediction"]):
     clinic_path = "scan__case__clinic"
 
 

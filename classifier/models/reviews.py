@@ -12,7 +12,7 @@ from classifier.models.predictions import Label
 from portal.accounts.models import ClinicScopedQuerySet
 
 
-class ReviewQuerySet(ClinicScopedQuerySet):
+class ReviewQuerySet(ClinicScopedQuerySet["Review"]):
     clinic_path = "scan__case__clinic"
 
 

@@ -1,8 +1,10 @@
+from django.http import HttpRequest
+
 from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW
 from portal.accounts.models import Clinic
 
 
-def memberships(request):
+def memberships(request: HttpRequest) -> dict[str, bool]:
     """Navigation flags: which sections the signed-in user may open."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:

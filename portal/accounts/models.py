@@ -6,15 +6,22 @@ belong to a clinic gets ``for_user`` from ``ClinicScopedQuerySet``.
 """
 
 import uuid
+from collections.abc import Collection
+from typing import TYPE_CHECKING, Self, TypeVar
 
 from django.conf import settings
 from django.db import models
 
+if TYPE_CHECKING:
+    from portal.types import AnyUser
 
-class ClinicQuerySet(models.QuerySet):
+_M = TypeVar("_M", bound=models.Model)
+
+
+class ClinicQuerySet(models.QuerySet["Clinic"]):
     clinic_path = ""  # a clinic is its own clinic (see ClinicScopedQuerySet)
 
-    def for_user(self, user):
+    def for_user(self, user: "AnyUser") -> Self:
         """The clinics whose data ``user`` may see: every clinic for a superuser, else the
         clinics they are a member of; none for an anonymous user."""
         if not user.is_authenticated:
@@ -23,7 +30,7 @@ class ClinicQuerySet(models.QuerySet):
             return self.all()
         return self.filter(memberships__user=user)
 
-    def where_role(self, user, roles):
+    def where_role(self, user: "AnyUser", roles: Collection["Role"]) -> Self:
         """The clinics in which ``user`` holds one of ``roles`` (every clinic for a superuser,
         who acts as a clinic admin everywhere)."""
         if not user.is_authenticated:
@@ -72,12 +79,12 @@ class Membership(models.Model):
         return f"{self.user} — {self.get_role_display()} at {self.clinic}"
 
 
-class ClinicScopedQuerySet(models.QuerySet):
+class ClinicScopedQuerySet(models.QuerySet[_M]):
     """Rows that belong to one clinic, reached from a row through ``clinic_path`` (a lookup
     such as ``"case__clinic"``; subclasses set it). ``for_user`` keeps the rows of the clinics
     the user may see; ``portal.accounts.access.get_for`` walks the same path to check roles."""
 
     clinic_path = "clinic"
 
-    def for_user(self, user):
+    def for_user(self, user: "AnyUser") -> Self:
         return self.filter(**{f"{self.clinic_path}__in": Clinic.objects.for_user(user)})

@@ -2,17 +2,24 @@
 "Case P-0001" with a link rather than a bare id. Only objects the viewer may open are
 linked (looked up through each model's ``for_user``); the rest show their type and short id."""
 
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib.auth.models import User
+from django.db.models import QuerySet
 from django.urls import reverse
 
 from classifier.models import PredictionJob
+from portal.audit.models import AuditEvent
 from portal.cases.models import Batch, Case, Scan
 
 
-def _short(object_id):
+def _short(object_id: str) -> str:
     return object_id[:8] + "…" if len(object_id) > 12 else object_id
 
 
-def _lookup(queryset, ids, label, url):
+def _lookup(queryset: QuerySet[Any], ids: Iterable[str], label: Callable[[Any], str],
+            url: Callable[[Any], str]) -> dict[str, tuple[str, str]]:
     found = {}
     valid = []
     for value in ids:
@@ -25,13 +32,13 @@ def _lookup(queryset, ids, label, url):
     return found
 
 
-def describe(events, user):
+def describe(events: list[AuditEvent], user: User) -> list[AuditEvent]:
     """Set ``object_label`` and ``object_url`` on each event of ``events`` (a page of them)."""
-    by_type = {}
+    by_type: dict[str, set[str]] = {}
     for event in events:
         if event.object_type:
             by_type.setdefault(event.object_type, set()).add(event.object_id)
-    known = {}
+    known: dict[str, dict[str, tuple[str, str]]] = {}
     if "case" in by_type:
         known["case"] = _lookup(
             Case.objects.for_user(user), by_type["case"], lambda c: f"Case {c.patient_ref}",
@@ -51,7 +58,8 @@ def describe(events, user):
         )
     if "predictionjob" in by_type:
         known["predictionjob"] = _lookup(
-            PredictionJob.objects.for_user(user).select_related("batch__case", "model_version"), by_type["predictionjob"],
+            PredictionJob.objects.for_user(user).select_related("batch__case", "model_version"),
+            by_type["predictionjob"],
             lambda j: f"{j.model_version.display_name} analysis of an upload to {j.batch.case.patient_ref}",
             lambda j: reverse("cases:batch", kwargs={"batch_id": j.batch_id}),
         )

@@ -1,10 +1,14 @@
 """The audit trail page: clinic admins see their clinics' events, superusers see all."""
 
+from typing import Any, cast
+
 from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
-from django.db.models import Q
+from django.db.models import Q, QuerySet
+from django.http import HttpResponse
 from django.shortcuts import render
 
 from portal.accounts.access import CAN_ADMINISTER, role_required
@@ -12,6 +16,7 @@ from portal.accounts.models import Clinic
 from portal.audit.models import AuditEvent
 from portal.audit.objects import describe
 from portal.list_filters import FilterForm
+from portal.types import AuthenticatedRequest
 
 
 class EventFilterForm(FilterForm):
@@ -19,17 +24,19 @@ class EventFilterForm(FilterForm):
 
     action = forms.ChoiceField(choices=[("", "Any action"), *AuditEvent.Action.choices], required=False)
     actor = forms.CharField(required=False, max_length=150, label="Actor (username)")
-    clinic = forms.ModelChoiceField(queryset=None, required=False, empty_label="All my clinics")
+    clinic: "forms.ModelChoiceField[Clinic]" = forms.ModelChoiceField(
+        queryset=None, required=False, empty_label="All my clinics"
+    )
     order = forms.ChoiceField(
         choices=[("newest", "Newest first"), ("oldest", "Oldest first")], required=False
     )
 
-    def __init__(self, *args, clinics, **kwargs):
+    def __init__(self, *args: Any, clinics: QuerySet[Clinic], **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["clinic"].queryset = clinics
+        cast(forms.ModelChoiceField, self.fields["clinic"]).queryset = clinics
 
 
-def visible_events(user):
+def visible_events(user: User) -> QuerySet[AuditEvent]:
     """Superusers: every event. Clinic admins: events of their clinics, plus clinic-less
     events (logins, failed logins, lockouts) whose actor or attempted username is one of
     their clinics' members."""
@@ -46,7 +53,7 @@ def visible_events(user):
 
 @login_required
 @role_required(CAN_ADMINISTER, "Only clinic admins see the audit trail.")
-def events(request):
+def events(request: AuthenticatedRequest) -> HttpResponse:
     form = EventFilterForm(request.GET or None, clinics=Clinic.objects.where_role(request.user, CAN_ADMINISTER))
     qs = visible_events(request.user).select_related("clinic")
     order = "newest"

@@ -1,6 +1,7 @@
 """Patient cases, upload batches and the scans in them."""
 
 import uuid
+from typing import Any, Self
 
 from django.conf import settings
 from django.db import models
@@ -10,18 +11,18 @@ from django.utils import timezone
 from portal.accounts.models import Clinic, ClinicScopedQuerySet
 
 
-class CaseQuerySet(ClinicScopedQuerySet):
+class CaseQuerySet(ClinicScopedQuerySet["Case"]):
     clinic_path = "clinic"
 
 
-class BatchQuerySet(ClinicScopedQuerySet):
+class BatchQuerySet(ClinicScopedQuerySet["Batch"]):
     clinic_path = "case__clinic"
 
 
-class ScanQuerySet(ClinicScopedQuerySet):
+class ScanQuerySet(ClinicScopedQuerySet["Scan"]):
     clinic_path = "case__clinic"
 
-    def accepted(self):
+    def accepted(self) -> Self:
         return self.filter(status=Scan.Status.ACCEPTED)
 
 
@@ -45,6 +46,8 @@ class Case(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     last_activity_at = models.DateTimeField(default=timezone.now, db_index=True)
 
+    scan_count: int  # not stored: set by the case list for its page
+
     objects = CaseQuerySet.as_manager()
 
     class Meta:
@@ -58,16 +61,16 @@ class Case(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.patient_ref
 
-    def save(self, *args, **kwargs):
+    def save(self, *args: Any, **kwargs: Any) -> None:
         from portal.cases.refs import normalize_patient_ref
 
         self.patient_ref = normalize_patient_ref(self.patient_ref)
         super().save(*args, **kwargs)
 
-    def touch(self):
+    def touch(self) -> None:
         Case.objects.filter(pk=self.pk).update(last_activity_at=timezone.now())
 
 
@@ -92,15 +95,15 @@ class Batch(models.Model):
         verbose_name_plural = "batches"
         indexes = [models.Index(fields=["case", "-created_at"], name="batch_case_newest")]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"Batch of {self.files_received} for {self.case}"
 
-    def scans_for_prediction(self):
+    def scans_for_prediction(self) -> "ScanQuerySet":
         """The scans a prediction job on this batch covers: its accepted ones, in upload order."""
         return self.scans.accepted().order_by("position")
 
 
-def scan_upload_path(scan, filename):
+def scan_upload_path(scan: "Scan", filename: str) -> str:
     """scans/<clinic>/<case>/<sha256>.<ext>: never the user's file name."""
     extension = {"JPEG": "jpg", "PNG": "png", "DICOM": "dcm"}.get(scan.format, "bin")
     return f"scans/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}.{extension}"
@@ -152,13 +155,13 @@ class Scan(models.Model):
             )
         ]
 
-    def __str__(self):
+    def __str__(self) -> str:
         return self.original_name
 
     @property
-    def is_dicom(self):
+    def is_dicom(self) -> bool:
         return self.format == "DICOM"
 
     @property
-    def is_accepted(self):
+    def is_accepted(self) -> bool:
         return self.status == self.Status.ACCEPTED

@@ -7,16 +7,21 @@ import io
 import logging
 import mimetypes
 import secrets
+from collections.abc import Collection, Iterable
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
 from django.db.models import Count
-from django.http import Http404, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse
@@ -26,16 +31,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from classifier.jobs import RERUNNABLE, rerun_failed
 from classifier.models import Prediction, PredictionJob
 from portal.accounts.access import CAN_REVIEW, CAN_UPLOAD, get_for, has_role, role_required
-from portal.accounts.models import Clinic
+from portal.accounts.models import Clinic, Role
 from portal.audit.log import record, search_term_digest
 from portal.audit.models import AuditEvent
+from portal.cases.dicom_intake import UploadRefused
 from portal.cases.forms import CaseForm, PredictForm, UploadForm, model_choices
 from portal.cases.models import Batch, Case, Scan
-from portal.cases.dicom_intake import UploadRefused
 from portal.cases.private_files import private as _private
 from portal.cases.private_files import serve_file, serve_stored
 from portal.cases.refs import normalize_patient_ref
 from portal.cases.uploads import active_versions, ingest, queue_predictions
+from portal.types import AuthenticatedRequest
 
 CONTENT_TYPES = {"JPEG": "image/jpeg", "PNG": "image/png"}
 THUMBNAIL_SIZE = 160
@@ -48,8 +54,11 @@ SEARCHES_KEPT = 20  # per session; older search tokens expire
 
 log = logging.getLogger(__name__)
 
+if TYPE_CHECKING:
+    from PIL import Image
 
-def _start_search(request):
+
+def _start_search(request: AuthenticatedRequest) -> HttpResponse:
     """POST of the search form: keep the term in the session under a random token and
     redirect to a URL that carries only the token, so that patient references never reach
     a URL (access logs, browser history, Referer). One audit event per search, with the
@@ -67,7 +76,7 @@ def _start_search(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def case_list(request):
+def case_list(request: AuthenticatedRequest) -> HttpResponse:
     if request.method == "POST":
         return _start_search(request)
     cases = Case.objects.for_user(request.user).select_related("clinic")
@@ -98,7 +107,7 @@ def case_list(request):
 @login_required
 @require_http_methods(["GET", "POST"])
 @role_required(CAN_UPLOAD, "You are not a member of a clinic where you may create cases.")
-def case_create(request):
+def case_create(request: AuthenticatedRequest) -> HttpResponse:
     form = CaseForm(request.POST or None, clinics=Clinic.objects.where_role(request.user, CAN_UPLOAD))
     if request.method == "POST" and form.is_valid():
         case = form.save(commit=False)
@@ -118,19 +127,19 @@ def case_create(request):
     return render(request, "cases/case_form.html", {"form": form})
 
 
-def _upload_form(data=None, files=None):
+def _upload_form(data: Any = None, files: Any = None) -> UploadForm:
     return UploadForm(data, files, active_versions=active_versions())
 
 
 @login_required
 @require_GET
-def case_detail(request, case_id):
+def case_detail(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     case = get_for(request.user, Case.objects, pk=case_id)
     record(request, AuditEvent.Action.CASE_VIEW, obj=case, clinic=case.clinic)
     return _render_case(request, case, _upload_form())
 
 
-def _render_case(request, case, upload_form, status=200):
+def _render_case(request: AuthenticatedRequest, case: Case, upload_form: UploadForm, status: int = 200) -> HttpResponse:
     scans = case.scans.filter(status=Scan.Status.ACCEPTED).order_by("-created_at", "-position", "-id")
     scan_page = Paginator(scans, SCANS_PER_PAGE).get_page(request.GET.get("scans"))
     history = (
@@ -162,7 +171,7 @@ def _render_case(request, case, upload_form, status=200):
 
 @login_required
 @require_POST
-def case_upload(request, case_id):
+def case_upload(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     form = _upload_form(request.POST, request.FILES)
     if not form.is_valid():
@@ -213,11 +222,11 @@ def case_upload(request, case_id):
     return redirect("cases:batch", batch_id=batch.pk)
 
 
-def _get_batch(user, batch_id, roles=None):
+def _get_batch(user: User, batch_id: UUID, roles: Collection[Role] | None = None) -> Batch:
     return get_for(user, Batch.objects.select_related("uploaded_by"), pk=batch_id, roles=roles)
 
 
-def _record_queued(request, batch, jobs):
+def _record_queued(request: HttpRequest, batch: Batch, jobs: Iterable[PredictionJob]) -> None:
     for job in jobs:
         record(
             request, AuditEvent.Action.ANALYSIS_QUEUE, obj=batch, clinic=batch.case.clinic,
@@ -225,11 +234,11 @@ def _record_queued(request, batch, jobs):
         )
 
 
-def _batch_jobs(batch):
+def _batch_jobs(batch: Batch) -> list[PredictionJob]:
     return list(batch.prediction_jobs.select_related("model_version").order_by("model_version__architecture"))
 
 
-def _job_json(job):
+def _job_json(job: PredictionJob) -> dict[str, Any]:
     return {
         "id": str(job.public_id),
         "model": job.model_version.display_name,
@@ -251,7 +260,7 @@ def _job_json(job):
     }
 
 
-def _failed_rows(batch, jobs):
+def _failed_rows(batch: Batch, jobs: list[PredictionJob]) -> list[dict[str, Any]]:
     """Every scan of the batch (not only the page's) that a model could not analyse and that
     has no result from it: the failed attempts alone, so the list is as long as the failures."""
     from django.db.models import Exists, OuterRef
@@ -266,7 +275,7 @@ def _failed_rows(batch, jobs):
         .select_related("scan", "model_version")
         .order_by("scan__position", "created_at", "id")
     )
-    rows = {}
+    rows: dict[UUID, dict[str, Any]] = {}
     for prediction in failures:  # the latest attempt per scan and model is kept
         row = rows.setdefault(prediction.scan_id, {"scan": prediction.scan, "cells": {}})
         row["cells"][prediction.model_version_id] = prediction
@@ -278,7 +287,7 @@ def _failed_rows(batch, jobs):
 
 @login_required
 @require_GET
-def batch_detail(request, batch_id):
+def batch_detail(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     batch = _get_batch(request.user, batch_id)
     record(request, AuditEvent.Action.BATCH_VIEW, obj=batch, clinic=batch.case.clinic)
     jobs = _batch_jobs(batch)
@@ -291,7 +300,7 @@ def batch_detail(request, batch_id):
     )
     rejected_page = Paginator(not_accepted, RESULTS_PER_PAGE).get_page(request.GET.get("rejected"))
     page_scans = list(result_page)
-    predictions = {}
+    predictions: dict[tuple[UUID, int], Prediction] = {}
     attempts = Prediction.objects.filter(scan__in=page_scans).select_related("model_version")
     for prediction in attempts.order_by("created_at", "id"):
         key = (prediction.scan_id, prediction.model_version_id)
@@ -314,7 +323,8 @@ def batch_detail(request, batch_id):
         "rejected_page": rejected_page,
         "any_result": bool(jobs) and Prediction.objects.filter(scan__batch=batch).exists(),
         "all_finished": all(job.is_finished for job in jobs),
-        "predict_form": PredictForm(choices=model_choices(missing)) if missing and result_page.paginator.count else None,
+        "predict_form": (PredictForm(choices=model_choices(missing))
+                         if missing and result_page.paginator.count else None),
         "show_admin_errors": request.user.is_superuser,
         "failed_rows": _failed_rows(batch, jobs),
         "can_rerun": has_role(request.user, batch.case.clinic, CAN_UPLOAD)
@@ -326,7 +336,7 @@ def batch_detail(request, batch_id):
 
 @login_required
 @require_POST
-def batch_rerun(request, batch_id):
+def batch_rerun(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     """Re-run the scans of this batch that could not be analysed (a new attempt each)."""
     batch = _get_batch(request.user, batch_id, roles=CAN_UPLOAD)
     with transaction.atomic():
@@ -347,7 +357,7 @@ def batch_rerun(request, batch_id):
 
 @login_required
 @require_POST
-def batch_predict(request, batch_id):
+def batch_predict(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     """Analyse a batch with models it was not analysed with yet (e.g. none was active)."""
     batch = _get_batch(request.user, batch_id, roles=CAN_UPLOAD)
     used = set(batch.prediction_jobs.values_list("model_version_id", flat=True))
@@ -358,7 +368,7 @@ def batch_predict(request, batch_id):
     form = PredictForm(request.POST, choices=model_choices(missing))
     if not form.is_valid():
         for error in form.errors.get("models", []):
-            messages.error(request, error)
+            messages.error(request, str(error))
         return redirect("cases:batch", batch_id=batch.pk)
     with transaction.atomic():
         jobs, unavailable = queue_predictions(batch, form.cleaned_data["models"])
@@ -373,7 +383,7 @@ def batch_predict(request, batch_id):
 @never_cache
 @login_required
 @require_GET
-def batch_progress(request, batch_id):
+def batch_progress(request: AuthenticatedRequest, batch_id: UUID) -> HttpResponse:
     batch = _get_batch(request.user, batch_id)
     jobs = [_job_json(job) for job in _batch_jobs(batch)]
     return JsonResponse({"batch": str(batch.pk), "finished": all(j["finished"] for j in jobs), "jobs": jobs})
@@ -382,14 +392,14 @@ def batch_progress(request, batch_id):
 @never_cache
 @login_required
 @require_GET
-def job_status(request, job_id):
+def job_status(request: AuthenticatedRequest, job_id: UUID) -> HttpResponse:
     job = get_for(request.user, PredictionJob.objects.select_related("model_version"), public_id=job_id)
     return JsonResponse(_job_json(job))
 
 
 @login_required
 @require_GET
-def scan_detail(request, scan_id):
+def scan_detail(request: AuthenticatedRequest, scan_id: UUID) -> HttpResponse:
     scan = _get_scan(request.user, scan_id)
     record(request, AuditEvent.Action.SCAN_VIEW, obj=scan, clinic=scan.case.clinic)
     predictions = (
@@ -407,25 +417,27 @@ def scan_detail(request, scan_id):
     )
 
 
-def _get_scan(user, scan_id):
+def _get_scan(user: User, scan_id: UUID) -> Scan:
     return get_for(user, Scan.objects.select_related("batch"), pk=scan_id)
 
 
-def _stored_scan(user, scan_id):
+def _stored_scan(user: User, scan_id: UUID) -> Scan:
     scan = _get_scan(user, scan_id)
     if not scan.is_accepted or not scan.file:
         raise Http404("This scan has no stored image.")
     return scan
 
 
-def _file_exists(name):
+def _file_exists(name: str | None) -> bool:
+    if not name:
+        return False
     try:
         return default_storage.exists(name)
     except OSError:
         return False
 
 
-def _image_gone(request, scan):
+def _image_gone(request: HttpRequest, scan: Scan) -> HttpResponse:
     """The scan's row is there but its file is not: say so plainly (410), never a 500 or a
     page that waits forever."""
     response = render(request, "cases/image_gone.html", {"scan": scan, "case": scan.case}, status=410)
@@ -434,7 +446,7 @@ def _image_gone(request, scan):
 
 @login_required
 @require_GET
-def scan_image(request, scan_id):
+def scan_image(request: AuthenticatedRequest, scan_id: UUID) -> HttpResponseBase:
     """The stored file, to members of the scan's clinic only; every view is audited."""
     scan = _stored_scan(request.user, scan_id)
     if not _file_exists(scan.file.name):
@@ -453,16 +465,15 @@ def scan_image(request, scan_id):
         return _image_gone(request, scan)
 
 
-def render_dicom(data):
+def render_dicom(data: bytes) -> "Image.Image":
     """The stored (de-identified) DICOM as the model sees it: 8-bit RGB, see ml.dicom."""
-    from ml.intake import decode_image
-
     from classifier.intake import intake_limits
+    from ml.intake import decode_image
 
     return decode_image(data, intake_limits()).image
 
 
-def dicom_png(scan):
+def dicom_png(scan: Scan) -> bytes:
     with scan.file.open("rb") as handle:
         image = render_dicom(handle.read())
     out = io.BytesIO()
@@ -470,11 +481,11 @@ def dicom_png(scan):
     return out.getvalue()
 
 
-def thumbnail_name(scan):
+def thumbnail_name(scan: Scan) -> str:
     return f"thumbnails/{scan.case.clinic_id}/{scan.case_id}/{scan.sha256}-{THUMBNAIL_SIZE}.jpg"
 
 
-def make_thumbnail(data):
+def make_thumbnail(data: bytes) -> bytes:
     from PIL import Image, ImageOps
 
     from ml.intake import sniff_format
@@ -491,7 +502,7 @@ def make_thumbnail(data):
 
 @login_required
 @require_GET
-def scan_thumbnail(request, scan_id):
+def scan_thumbnail(request: AuthenticatedRequest, scan_id: UUID) -> HttpResponseBase:
     """A small JPEG of the scan, made once and kept in the same private storage. A scan whose
     file has gone has no thumbnail either (the copy is not shown in its place)."""
     scan = _stored_scan(request.user, scan_id)
@@ -520,14 +531,14 @@ def scan_thumbnail(request, scan_id):
     return _private(HttpResponse(data, content_type="image/jpeg"))
 
 
-def heatmap_name(prediction):
+def heatmap_name(prediction: Prediction) -> str:
     scan = prediction.scan
     return f"heatmaps/{scan.case.clinic_id}/{scan.case_id}/{prediction.public_id}.png"
 
 
 @login_required
 @require_GET
-def case_report(request, case_id):
+def case_report(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     """The case's printable PDF report, to members of its clinic; every export is audited."""
     from portal.cases.report import build_report
 
@@ -544,7 +555,7 @@ def case_report(request, case_id):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def prediction_heatmap(request, prediction_id):
+def prediction_heatmap(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResponseBase:
     """Grad-CAM of one prediction: where the model looked (made by the model version that
     made the prediction). The worker draws it once (``classifier.heatmaps``): while it is
     queued this page answers 202 and refreshes itself; a failed drawing says so, and a POST
@@ -585,7 +596,7 @@ def prediction_heatmap(request, prediction_id):
 
 @login_required
 @require_GET
-def heatmap_view(request, prediction_id):
+def heatmap_view(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResponse:
     """The page that shows a prediction's heatmap beside the scan, with what the result was.
     The PNG itself comes from ``cases:heatmap`` (audited there when the browser loads it)."""
     from classifier.models import HeatmapState
@@ -607,11 +618,11 @@ def heatmap_view(request, prediction_id):
     return render(request, "cases/heatmap_view.html", context)
 
 
-def _get_prediction(user, prediction_id):
+def _get_prediction(user: User, prediction_id: UUID) -> Prediction:
     return get_for(user, Prediction.objects.select_related("model_version"), public_id=prediction_id)
 
 
-def _safe_back(request):
+def _safe_back(request: HttpRequest) -> str:
     """Where "Back" goes: the page the user came from when it is on this site."""
     from django.utils.http import url_has_allowed_host_and_scheme
 
@@ -623,7 +634,7 @@ def _safe_back(request):
     return ""
 
 
-def bad_request(request, exception=None):
+def bad_request(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
     """400 page; a request with more files than the limit gets a plain explanation."""
     from django.core.exceptions import TooManyFilesSent
 

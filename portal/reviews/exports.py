@@ -6,8 +6,12 @@ a clinic with 100,000 predictions never holds them all in memory.
 """
 
 import csv
+from collections.abc import Iterator
+from typing import Any
+from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
+from django.db.models import QuerySet
 from django.http import StreamingHttpResponse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
@@ -18,6 +22,7 @@ from portal.accounts.models import Clinic
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
 from portal.cases.models import Case
+from portal.types import AuthenticatedRequest
 
 CHUNK_SIZE = 2000
 
@@ -51,7 +56,7 @@ HEADER = [name for name, _ in COLUMNS]
 FIELDS = [field for _, field in COLUMNS]
 
 
-def export_queryset(**filters):
+def export_queryset(**filters: Any) -> QuerySet[Prediction, tuple[Any, ...]]:
     return (
         Prediction.objects.filter(**filters)
         .order_by("created_at", "id", "reviews__created_at", "reviews__id")
@@ -59,7 +64,7 @@ def export_queryset(**filters):
     )
 
 
-def cell(value):
+def cell(value: Any) -> Any:
     """A CSV cell: ISO timestamps, empty for NULL, and text that a spreadsheet could take
     for a formula (=, +, -, @, tab, CR) prefixed with a quote."""
     if value is None:
@@ -72,7 +77,7 @@ def cell(value):
 
 
 class _Echo:
-    def write(self, value):
+    def write(self, value: str) -> str:
         return value
 
 
@@ -80,30 +85,30 @@ _LABEL = HEADER.index("predicted_label")
 _ASSESSED = HEADER.index("assessed")
 
 
-def stream_rows(queryset):
+def stream_rows(queryset: QuerySet[Prediction, tuple[Any, ...]]) -> Iterator[str]:
     writer = csv.writer(_Echo())
     yield writer.writerow(HEADER)
     for row in queryset.iterator(chunk_size=CHUNK_SIZE):
-        row = list(row)
-        if row[_ASSESSED] is False:  # never an empty label that reads like "no finding"
-            row[_LABEL] = NOT_ASSESSED_TEXT
-        yield writer.writerow([cell(value) for value in row])
+        values = list(row)
+        if values[_ASSESSED] is False:  # never an empty label that reads like "no finding"
+            values[_LABEL] = NOT_ASSESSED_TEXT
+        yield writer.writerow([cell(value) for value in values])
 
 
-def csv_response(queryset, filename):
+def csv_response(queryset: QuerySet[Prediction, tuple[Any, ...]], filename: str) -> StreamingHttpResponse:
     response = StreamingHttpResponse(stream_rows(queryset), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
     return response
 
 
-def _stamp():
+def _stamp() -> str:
     return timezone.now().strftime("%Y%m%d-%H%M%S")
 
 
 @login_required
 @require_GET
-def export_case(request, case_id):
+def export_case(request: AuthenticatedRequest, case_id: UUID) -> StreamingHttpResponse:
     """Any member of the case's clinic may export the case they can already see."""
     case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     record(request, AuditEvent.Action.EXPORT, obj=case, clinic=case.clinic, scope="case")
@@ -112,7 +117,7 @@ def export_case(request, case_id):
 
 @login_required
 @require_GET
-def export_clinic(request, clinic_id):
+def export_clinic(request: AuthenticatedRequest, clinic_id: UUID) -> StreamingHttpResponse:
     """A whole clinic's history: clinic admins (and superusers) only."""
     clinic = get_for(request.user, Clinic.objects, pk=clinic_id, roles=CAN_ADMINISTER)
     record(request, AuditEvent.Action.EXPORT, obj=clinic, clinic=clinic, scope="clinic")

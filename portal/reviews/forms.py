@@ -1,6 +1,8 @@
+from typing import Any
+
 from django import forms
 
-from classifier.models import Label, ModelVersion, Review
+from classifier.models import Label, ModelVersion, Prediction, Review
 from portal.list_filters import FilterForm
 
 # Bands of |P(tumor) - 0.5|: how far the model is from a coin toss.
@@ -42,12 +44,12 @@ class ReviewForm(forms.Form):
     )
     note = forms.CharField(widget=forms.Textarea(attrs={"rows": 3}), required=False, max_length=2000)
 
-    def __init__(self, *args, prediction, **kwargs):
+    def __init__(self, *args: Any, prediction: Prediction, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.prediction = prediction
 
-    def clean(self):
-        data = super().clean()
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
         verdict = data.get("verdict")
         predicted = self.prediction.label
         if not predicted:  # not assessed: the model gave no label, the reviewer gives it

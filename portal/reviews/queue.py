@@ -1,7 +1,9 @@
 """The review queue: what is waiting for a reviewer, filtered and sorted as the queue page asks."""
 
-from django.db.models import Exists, F, OuterRef
+from django.contrib.auth.models import User
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.db.models.functions import Abs
+from django.http import QueryDict
 
 from classifier.models import Prediction, Review
 from portal.accounts.access import CAN_REVIEW
@@ -9,7 +11,7 @@ from portal.accounts.models import Clinic
 from portal.reviews.forms import CONFIDENCE_BANDS, QueueFilterForm
 
 
-def review_queue(user):
+def review_queue(user: User) -> QuerySet[Prediction]:
     """Successful predictions on accepted scans of the user's reviewing clinics that nobody
     has reviewed yet. (NOT EXISTS rather than a LEFT JOIN ... IS NULL: PostgreSQL plans it
     as an anti-join with a sound row estimate; the clinic ids are a short list.)"""
@@ -19,11 +21,11 @@ def review_queue(user):
     ).filter(~Exists(Review.objects.filter(prediction=OuterRef("pk"))))
 
 
-def lowest_confidence_first(predictions):
+def lowest_confidence_first(predictions: QuerySet[Prediction]) -> QuerySet[Prediction]:
     return predictions.annotate(margin=Abs(F("probability") - 0.5)).order_by("margin", "created_at", "id")
 
 
-def filtered_queue(user, params):
+def filtered_queue(user: User, params: QueryDict) -> tuple[QueueFilterForm, QuerySet[Prediction]]:
     """(form, queryset): the queue filtered and sorted by ``params`` (a QueryDict)."""
     form = QueueFilterForm(params or None)
     queue = review_queue(user).select_related("scan__case__clinic", "model_version")

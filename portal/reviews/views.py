@@ -1,11 +1,15 @@
 """Review queue, review page, case review history and agreement figures."""
 
+from typing import Any, cast
+from uuid import UUID
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.contrib.auth.models import User
 from django.core.paginator import Paginator
 from django.db import IntegrityError, transaction
-from django.db.models import Count, Q
-from django.http import Http404, QueryDict
+from django.db.models import Count, Q, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.views.decorators.http import require_http_methods
@@ -18,27 +22,29 @@ from portal.audit.models import AuditEvent
 from portal.cases.models import Case
 from portal.reviews.forms import QueueFilterForm, ReviewForm
 from portal.reviews.queue import filtered_queue
+from portal.types import AuthenticatedRequest
 
 QUEUE_PER_PAGE = 50
 
 
-def _with_query(url, query):
+def _with_query(url: str, query: str) -> str:
     return f"{url}?{query}" if query else url
 
 
 @login_required
 @role_required(CAN_REVIEW)
-def queue(request):
+def queue(request: AuthenticatedRequest) -> HttpResponse:
     form, predictions = filtered_queue(request.user, request.GET)
     # Sort and page on the narrow rows (ids), then load the page's 50 with their relations:
     # sorting every waiting prediction with all its joined columns costs several times more.
     page = Paginator(predictions.values_list("pk", flat=True), QUEUE_PER_PAGE).get_page(request.GET.get("page"))
     loaded = Prediction.objects.select_related("scan__case__clinic", "model_version").in_bulk(list(page))
-    page.object_list = [loaded[pk] for pk in page.object_list if pk in loaded]
+    shown = [loaded[pk] for pk in page.object_list if pk in loaded]
+    page.object_list = cast(Any, shown)  # the page lists predictions, not their ids
     # The queue lists scans' file names: which scans were shown is part of the trail.
     record(
         request, AuditEvent.Action.QUEUE_VIEW, page=page.number,
-        scans=[str(prediction.scan_id) for prediction in page],
+        scans=[str(prediction.scan_id) for prediction in shown],
     )
     return render(
         request,
@@ -49,7 +55,7 @@ def queue(request):
 
 @login_required
 @require_http_methods(["GET", "POST"])
-def review(request, prediction_id):
+def review(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResponse:
     prediction = get_for(
         request.user, Prediction.objects.select_related("model_version"), public_id=prediction_id, roles=CAN_REVIEW
     )
@@ -98,7 +104,7 @@ def review(request, prediction_id):
     )
 
 
-def _save_review(request, prediction, data):
+def _save_review(request: HttpRequest, prediction: Prediction, data: dict[str, Any]) -> Review | None:
     """Record one reviewer's verdict, once: a second submission by the same reviewer (a
     double click, a resent form, a second tab) returns None and records nothing. The database
     holds the rule (one review per prediction and reviewer), so two requests at once cannot
@@ -108,7 +114,7 @@ def _save_review(request, prediction, data):
             created = Review.objects.create(
                 prediction=prediction,
                 scan=prediction.scan,
-                reviewer=request.user,
+                reviewer=cast(User, request.user),  # signed in: login_required, or the API's IsAuthenticated
                 verdict=data["verdict"],
                 label=data["label"],
                 note=data["note"],
@@ -132,13 +138,13 @@ HISTORY_SCANS_PER_PAGE = 25
 
 
 @login_required
-def case_history(request, case_id):
+def case_history(request: AuthenticatedRequest, case_id: UUID) -> HttpResponse:
     """Every prediction of the case's scans with every reviewer's verdict, oldest scan first,
     a page of scans at a time (the CSV export has them all)."""
     case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     scans = case.scans.filter(status="accepted").order_by("created_at", "position", "id")
     page = Paginator(scans, HISTORY_SCANS_PER_PAGE).get_page(request.GET.get("page"))
-    by_scan = {scan.pk: {"scan": scan, "predictions": [], "reviews": []} for scan in page}
+    by_scan: dict[UUID, dict[str, Any]] = {scan.pk: {"scan": scan, "predictions": [], "reviews": []} for scan in page}
     predictions = (
         Prediction.objects.filter(scan__in=list(by_scan))
         .select_related("model_version")
@@ -166,11 +172,11 @@ def case_history(request, case_id):
     )
 
 
-def _ratio(numerator, denominator):
+def _ratio(numerator: int, denominator: int) -> float | None:
     return None if denominator == 0 else numerator / denominator
 
 
-def agreement_rows(clinics):
+def agreement_rows(clinics: QuerySet[Clinic]) -> list[dict[str, Any]]:
     """Per model version, over every review of its assessed predictions in ``clinics`` (a
     not-assessed prediction has no label to agree with)."""
     tumor, no_tumor = Label.TUMOR, Label.NO_TUMOR
@@ -207,7 +213,7 @@ def agreement_rows(clinics):
 
 @login_required
 @role_required(CAN_ADMINISTER)
-def agreement(request):
+def agreement(request: AuthenticatedRequest) -> HttpResponse:
     clinics = Clinic.objects.where_role(request.user, CAN_ADMINISTER)
     chosen = request.GET.get("clinic")
     if chosen:
@@ -225,7 +231,7 @@ def agreement(request):
     )
 
 
-def _is_uuid(value):
+def _is_uuid(value: Any) -> bool:
     import uuid
 
     try:

@@ -22,7 +22,7 @@ from PIL import Image
 
 from tests.classifier.helpers import wait_for_jobs
 from tests.fixtures.dicom import bundled
-from tests.fixtures.images import make_image_bytes
+from tests.fixtures.images import make_image_bytes, photograph
 from tests.fixtures.shipped import OOD_THRESHOLD, SHIP_JSON
 
 pytestmark = pytest.mark.worker
@@ -35,13 +35,6 @@ def _png(array) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(array).save(buf, format="PNG")
     return buf.getvalue()
-
-
-def photograph() -> bytes:
-    import matplotlib.cbook
-
-    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as handle:
-        return handle.read()
 
 
 def ct_slice_png() -> bytes:

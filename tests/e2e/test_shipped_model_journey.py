@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fixtures.images import make_image_bytes
+from tests.fixtures.images import make_image_bytes, photograph
 from tests.fixtures.shipped import OOD_THRESHOLD, SHIPPED
 from tests.fixtures.users import PASSWORD
 from tests.portal.helpers import make_case
@@ -38,30 +38,38 @@ def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_
     images = [{"name": path.name, "mimeType": "image/jpeg", "buffer": path.read_bytes()} for path in mris]
     images.append({"name": "noise.png", "mimeType": "image/png",
                    "buffer": make_image_bytes(size=(128, 128), seed=40, fmt="PNG")})
+    # A colour photograph: the model sees it grey, the gate's colour check says why it is no scan.
+    images.append({"name": "photo.jpg", "mimeType": "image/jpeg", "buffer": photograph()})
     page.set_input_files('input[type="file"][name="files"]', images)
     page.click("#upload-button")
-    expect(page.locator("#batch-counts")).to_contain_text("4 accepted")
+    expect(page.locator("#batch-counts")).to_contain_text("5 accepted")
     page.wait_for_function("() => document.getElementById('jobs').dataset.finished === 'true'", timeout=240_000)
     page.wait_for_load_state("load")
     expect(page.locator(".job .job-status")).to_have_text(["Succeeded"], timeout=30_000)
 
     cells = page.locator("#results td.cell")
-    expect(cells).to_have_count(4)
+    expect(cells).to_have_count(5)
     texts = cells.all_inner_texts()
     for text in texts[:3]:
         assert RESULT.search(text), text
     assert f"VGG16 {SHIPPED}" in page.locator("#results thead").inner_text()
     stored = {p.scan.original_name: p for p in Prediction.objects.filter(scan__case=case).select_related("scan")}
-    assert len(stored) == 4
+    assert len(stored) == 5
     assert all(stored[path.name].label in ("tumor", "no_tumor") and stored[path.name].assessed for path in mris)
     # The out-of-distribution gate, through the real worker: the noise gets no label.
     noise = stored["noise.png"]
     assert (noise.assessed, noise.label) == (False, "") and noise.probability is not None
     assert noise.ood_score > OOD_THRESHOLD
+    photo = stored["photo.jpg"]
+    assert (photo.assessed, photo.label) == (False, "") and "in colour" in photo.not_assessed_reason
     not_assessed = page.locator("#results td.cell .not-assessed")
-    expect(not_assessed).to_have_count(1)
+    expect(not_assessed).to_have_count(2)
     expect(not_assessed).to_have_text(
-        "Not assessed: this image does not look like the brain MRI slices the model was trained on")
+        ["Not assessed: this image does not look like the brain MRI slices the model was trained on"] * 2)
+    # the reason is shown beside the words (the colour noise is also in colour)
+    reasons = page.locator("#results td.cell .gate-reason")
+    expect(reasons).to_have_count(2)
+    assert "(the image is in colour (55% of it strongly coloured); MRI slices are greyscale)" in reasons.all_inner_texts()
     page.screenshot(path=str(SHOTS / "neuroai-batch-not-assessed.png"), full_page=True)
 
     page.locator("#results td.cell a.card-link").first.click()

@@ -157,6 +157,14 @@ def _robustness(meta):
     return {"head": ["Change to the image", "Accuracy", "Change in accuracy", "Results flipped"], "rows": rows}
 
 
+def _tta_text(meta: dict) -> str:
+    orientations = _dict(meta.get("tta")).get("orientations")
+    if not orientations:
+        return "none: each image is scored as it arrived"
+    return (f"each image is scored in {len(orientations)} rotations (0/90/180/270°) and their features averaged, "
+            "so a scan exported turned by 90° gets the same answer")
+
+
 def build_card(meta: dict, *, min_auc: float = 0.85, min_accuracy: float = 0.80) -> dict:
     """The card: ``{"title", "warnings": [str], "sections": [{"id", "title", "rows", "table", "paragraphs"}]}``."""
     meta = _dict(meta)
@@ -176,6 +184,7 @@ def build_card(meta: dict, *, min_auc: float = 0.85, min_accuracy: float = 0.80)
             ["Preprocessing", ", ".join(f"{k}: {v}" for k, v in prep.items() if not isinstance(v, (dict, list)))
              or NOT_RECORDED],
             ["Decision threshold", f"tumor when P(tumor) ≥ {_fmt(meta.get('threshold'))}"],
+            ["Test-time averaging", _tta_text(meta)],
             ["Trained", _text(meta.get("created"))],
         ]},
         {"id": "use", "title": "Intended use", "paragraphs": INTENDED_USE},
@@ -199,7 +208,8 @@ def build_card(meta: dict, *, min_auc: float = 0.85, min_accuracy: float = 0.80)
                      "paragraphs": [] if rob else [f"Robustness to image changes: {NOT_RECORDED}."]})
     ood_meta, ood_metrics = _dict(meta.get("ood")), _dict(_metrics(meta).get("ood"))
     ood_par = ["Images that do not look like the brain MRI slices the model was trained on are marked "
-               "“Not assessed” instead of getting a label."]
+               "“Not assessed” instead of getting a label: their features are far from the training images', "
+               "or they are in colour (MRI slices are greyscale)."]
     if not ood_meta:
         ood_par = [f"Out-of-distribution gate: {NOT_RECORDED}. This version gives a label to every image, "
                    "even one that is not a brain MRI slice."]

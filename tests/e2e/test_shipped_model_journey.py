@@ -69,7 +69,8 @@ def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_
     # the reason is shown beside the words (the colour noise is also in colour)
     reasons = page.locator("#results td.cell .gate-reason")
     expect(reasons).to_have_count(2)
-    assert "(the image is in colour (55% of it strongly coloured); MRI slices are greyscale)" in reasons.all_inner_texts()
+    photo_reason = "(the image is in colour (55% of it strongly coloured); MRI slices are greyscale)"
+    assert photo_reason in reasons.all_inner_texts()
     page.screenshot(path=str(SHOTS / "neuroai-batch-not-assessed.png"), full_page=True)
 
     page.locator("#results td.cell a.card-link").first.click()

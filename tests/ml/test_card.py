@@ -87,3 +87,9 @@ def test_gate_uses_cv_means_else_validation_and_counts_missing_metrics_as_below(
     missing = gate_shortfalls({"metrics": {"note": "untrained test model"}}, 0.85, 0.80)
     assert missing == ["ROC AUC is not recorded (floor 0.85)", "accuracy is not recorded (floor 0.80)"]
     assert len(build_card({})["shortfalls"]) == 2
+
+
+def test_card_says_whether_each_image_is_scored_in_its_rotations():
+    assert rows(build_card(OLD), "model")["Test-time averaging"] == "none: each image is scored as it arrived"
+    turned = build_card({**NEW, "tta": {"orientations": [0, 2, 3, 4]}})
+    assert rows(turned, "model")["Test-time averaging"].startswith("each image is scored in 4 rotations")

@@ -19,23 +19,29 @@ done. The rules that keep one bad scan from harming the others hold per chunk:
   in flight) and is the only count capped, by ``JOB_MAX_ATTEMPTS``.
 - **Rounds.** Failed scans can be re-run (``classifier.jobs.rerun``): the job plans a new
   round over every scan that has no result yet.
+
+While the model runs on one inference batch, the next batch's scans are read from storage in
+the process's storage pool (``ScanReader``, ``classifier.storage_io``): at most two batches'
+bytes are held. Each batch's results are stored with one insert (``_save``).
 """
 
 import logging
 import math
 import os
 import signal
+import time
 import traceback
 from collections.abc import Sequence
+from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import Count, Q
 from django.utils import timezone
 
-from classifier import claims
+from classifier import claims, storage_io
 from classifier.models import ChunkStatus, JobStatus, Prediction, PredictionChunk, PredictionJob
 from classifier.signals import announce_batch_finished
 
@@ -197,13 +203,27 @@ def execute(chunk: PredictionChunk, task_id: str | None, model: "LoadedModel") -
     others = [scan for scan in todo if str(scan.pk) not in suspects]
     size = inference_batch_size(job)
     batches = [[scan] for scan in singles] + [others[i : i + size] for i in range(0, len(others), size)]
-    for scans_now in batches:
-        if not still_ours(chunk, task_id):
-            log.info("chunk %s: its job stopped or another message holds it; stopping", chunk.pk)
-            return
-        _mark_in_flight(chunk, task_id, scans_now)
-        _test_crash_hook(scans_now)
-        _save(chunk, scans_now, predict_isolated(model, scans_now))
+    spent = {"reads": 0.0, "model": 0.0, "store": 0.0}  # seconds, for the debug log below
+    with ScanReader(batches) as reader:
+        for index, scans_now in enumerate(batches):
+            if not still_ours(chunk, task_id):
+                log.info("chunk %s: its job stopped or another message holds it; stopping", chunk.pk)
+                return
+            _mark_in_flight(chunk, task_id, scans_now)
+            _test_crash_hook(scans_now)
+            started = time.perf_counter()
+            payloads = reader.take(index)
+            read_at = time.perf_counter()
+            results = predict_isolated(model, scans_now, payloads)
+            predicted_at = time.perf_counter()
+            _save(chunk, scans_now, results)
+            spent["reads"] += read_at - started
+            spent["model"] += predicted_at - read_at
+            spent["store"] += time.perf_counter() - predicted_at
+    log.debug(
+        "chunk %s: %s scans in %s inference batches; waited %.2f s for reads, model %.2f s, storing %.2f s",
+        chunk.pk, len(todo), len(batches), spent["reads"], spent["model"], spent["store"],
+    )
     with transaction.atomic():
         locked = PredictionChunk.objects.select_for_update().get(pk=chunk.pk)
         if locked.worker_task_id == (task_id or ""):
@@ -244,30 +264,72 @@ def _failure(reason: str) -> "ImagePrediction":
 
 
 def read_scan(scan: Any) -> bytes:
-    with scan.file.open("rb") as handle:
-        return handle.read()
+    return storage_io.read_bytes(scan.file)
 
 
-def predict_isolated(model: "LoadedModel", scans: Sequence[Any]) -> "list[ImagePrediction]":
+class ScanReader:
+    """The stored bytes of a chunk's inference batches, read in the storage pool: taking
+    batch ``i`` waits for its reads and starts those of batch ``i + 1``, which run while the
+    model works on batch ``i``. At most two batches' bytes are held."""
+
+    def __init__(self, batches: Sequence[Sequence[Any]]) -> None:
+        self.batches = batches
+        self.reads: dict[int, list[Future[bytes]]] = {}
+
+    def _start(self, index: int) -> None:
+        if index < len(self.batches) and index not in self.reads:
+            self.reads[index] = [storage_io.pool().submit(read_scan, scan) for scan in self.batches[index]]
+
+    def take(self, index: int) -> list[bytes | BaseException]:
+        """One entry per scan of batch ``index``: its bytes, or the exception reading raised."""
+        self._start(index)
+        reads = self.reads.pop(index)
+        self._start(index + 1)
+        return [read.exception() or read.result() for read in reads]
+
+    def __enter__(self) -> "ScanReader":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for reads in self.reads.values():  # a chunk that stopped early: drop what is ahead
+            for read in reads:
+                read.cancel()
+        self.reads.clear()
+
+
+def predict_isolated(
+    model: "LoadedModel", scans: Sequence[Any], payloads: Sequence[bytes | BaseException] | None = None
+) -> "list[ImagePrediction]":
     """One result per scan, in order. A failing model call is retried scan by scan, so an
-    exception costs only the scan that raised it."""
-    payloads: list[bytes] = []
+    exception costs only the scan that raised it. ``payloads``: the scans' bytes or the
+    exceptions reading them raised (``ScanReader.take``); read here when not given."""
+    if payloads is None:
+        read: list[bytes | BaseException] = []
+        for scan in scans:
+            try:
+                read.append(read_scan(scan))
+            except Exception as exc:  # judged below like a read-ahead failure
+                read.append(exc)
+        payloads = read
     readable: list[int] = []
+    data: list[bytes] = []
     results: "list[ImagePrediction | None]" = [None] * len(scans)
-    for index, scan in enumerate(scans):
-        try:
-            payloads.append(read_scan(scan))
+    for index, (scan, payload) in enumerate(zip(scans, payloads, strict=True)):
+        if isinstance(payload, bytes):
             readable.append(index)
-        except (OSError, ValueError) as exc:
-            log.error("scan %s could not be read: %s", scan.pk, exc)
+            data.append(payload)
+        elif isinstance(payload, (OSError, ValueError)):
+            log.error("scan %s could not be read: %s", scan.pk, payload)
             results[index] = _failure(UNREADABLE)
+        else:  # a storage error that is not this scan's (the server refused): the chunk retries
+            raise payload
     if not readable:
         return cast("list[ImagePrediction]", results)  # every scan was unreadable: each has its failure
     try:
-        predicted = model.predict_bytes(payloads, batch_size=len(payloads))
+        predicted = model.predict_bytes(data, batch_size=len(data))
     except Exception:
         log.exception("a batch of %s scans failed; predicting them one at a time", len(readable))
-        predicted = [_predict_one(model, scans[i], payload) for i, payload in zip(readable, payloads, strict=True)]
+        predicted = [_predict_one(model, scans[i], payload) for i, payload in zip(readable, data, strict=True)]
     for index, result in zip(readable, predicted, strict=True):
         results[index] = result
     return cast("list[ImagePrediction]", results)  # each slot is now a result or a failure
@@ -282,32 +344,33 @@ def _predict_one(model: "LoadedModel", scan: Any, payload: bytes) -> "ImagePredi
 
 
 def _save(chunk: PredictionChunk, scans: Sequence[Any], results: "Sequence[ImagePrediction]") -> None:
-    """Store one inference batch's results in one transaction; never doubled."""
+    """Store one inference batch's results in one transaction; never doubled.
+
+    One insert for the batch: the two unique constraints (one result per scan and version;
+    one failure per scan, version and round) make PostgreSQL skip a row that a concurrent or
+    earlier run already stored (``ignore_conflicts``). A failure is recorded only for a scan
+    that has no result yet."""
     job = chunk.job
     version = job.model_version
     with transaction.atomic():
+        has_result = set(
+            Prediction.objects.filter(scan__in=scans, model_version=version, error="").values_list("scan_id", flat=True)
+        )
+        rows = []
         for scan, result in zip(scans, results, strict=True):
-            attempts = Prediction.objects.filter(scan=scan, model_version=version)
-            if attempts.filter(error="").exists():
+            if scan.pk in has_result:
                 continue  # a result exists (another run stored it first)
+            common = {"scan": scan, "model_version": version, "job": job, "round": job.round,
+                      "threshold": version.threshold}
             if result.error or (result.probability is None and result.assessed):
-                if not attempts.filter(round=job.round).exists():
-                    Prediction.objects.create(
-                        scan=scan, model_version=version, job=job, round=job.round,
-                        probability=None, label="", threshold=version.threshold,
-                        error=(result.error or "no result")[:300],
-                    )
-                continue
-            Prediction.objects.get_or_create(  # the unique constraint settles a race
-                scan=scan, model_version=version, error="",
-                defaults={
-                    "job": job, "round": job.round, "probability": result.probability,
-                    "label": result.label or "", "threshold": version.threshold,
-                    "ood_score": result.ood_score,
-                    "assessed": result.assessed,
-                    "not_assessed_reason": (result.reason or "")[:300],
-                },
-            )
+                rows.append(Prediction(**common, probability=None, label="", error=(result.error or "no result")[:300]))
+            else:
+                rows.append(Prediction(
+                    **common, probability=result.probability, label=result.label or "", error="",
+                    ood_score=result.ood_score, assessed=result.assessed,
+                    not_assessed_reason=(result.reason or "")[:300],
+                ))
+        Prediction.objects.bulk_create(rows, ignore_conflicts=True)
         PredictionChunk.objects.filter(pk=chunk.pk).update(in_flight=[])
         refresh_counts(job)
 
@@ -318,9 +381,11 @@ def _save(chunk: PredictionChunk, scans: Sequence[Any], results: "Sequence[Image
 def refresh_counts(job: PredictionJob) -> None:
     """done: scans with a result; failed: scans whose attempt failed this round."""
     scans = job.batch.scans_for_prediction()
-    results = Prediction.objects.filter(model_version=job.model_version, scan__in=scans)
-    done = results.filter(error="").count()
-    failed = results.exclude(error="").filter(round=job.round).count()
+    counts = Prediction.objects.filter(model_version=job.model_version, scan__in=scans).aggregate(
+        done=Count("pk", filter=Q(error="")),
+        failed=Count("pk", filter=~Q(error="") & Q(round=job.round)),
+    )
+    done, failed = counts["done"], counts["failed"]
     PredictionJob.objects.filter(pk=job.pk).update(
         done=done, failed=failed, progress_at=timezone.now()
     )

@@ -236,6 +236,9 @@ STORAGES = build_storages(
     if S3_BUCKET
     else None,
 )
+# Threads per process for storage I/O that can overlap (classifier/storage_io.py): an upload
+# writes its scans this many at a time; a worker reads the next scans while the model runs.
+STORAGE_IO_THREADS = env_int("STORAGE_IO_THREADS", 4, minimum=1)
 # Set when a front proxy serves files with X-Accel-Redirect (nginx `internal` location).
 PRIVATE_FILES_ACCEL_PREFIX = env_str("PRIVATE_FILES_ACCEL_PREFIX")
 

@@ -36,7 +36,14 @@ def build_storages(*, media_root: Any, model_root: Any, debug: bool,
     default: dict[str, Any]
     models: dict[str, Any]
     if s3:
-        default = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(**s3, location="media")}
+        from boto3.s3.transfer import TransferConfig
+
+        # Scans, thumbnails and heatmaps are small: each is one request on the calling thread
+        # (no s3transfer thread pool per file). Model artifacts (hundreds of MB) keep its threads.
+        default = {
+            "BACKEND": "storages.backends.s3.S3Storage",
+            "OPTIONS": {**s3_options(**s3, location="media"), "transfer_config": TransferConfig(use_threads=False)},
+        }
         models = {"BACKEND": "storages.backends.s3.S3Storage", "OPTIONS": s3_options(**s3, location="models")}
     else:
         default = {

@@ -9,6 +9,12 @@ sent only after the commit (``transaction.on_commit`` in ``classifier.jobs``). I
 two fails, the files it stored are removed and nothing is half-recorded; a write that
 fails half-way (disk full) is removed too, so storage never keeps a truncated scan.
 
+The files are written ``STORAGE_IO_THREADS`` at a time (``classifier.storage_io.pool``), each
+through the same storage backend as before; the database work stays on the request's thread.
+A file whose write fails is recorded as rejected with its reason while the others are kept;
+when no file of the upload could be written (the storage is down or full), the upload is
+refused whole with ``StorageUnavailable`` (an OSError) and nothing is recorded.
+
 What is stored is the file with its metadata removed (``ml.metadata``: no EXIF but the
 orientation, no XMP, ICC, comments or PNG text; the image data byte for byte, so the
 pixels are the original's). ``Scan.sha256`` and ``size_bytes`` stay those of the file as
@@ -18,7 +24,9 @@ uploaded, so a second upload of the same file is still recognised as a duplicate
 import hashlib
 import logging
 import os
+import threading
 from collections.abc import Iterable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 
 from django.contrib.auth.models import User
@@ -31,10 +39,17 @@ from classifier.intake import intake_limits
 from classifier.jobs import NoActiveModel, create_prediction_jobs
 from classifier.models import ModelVersion, PredictionJob
 from classifier.models.model_version import Architecture
+from classifier.storage_io import pool
 from ml.intake import IntakeLimits
 from portal.cases.models import Batch, Case, Scan
 
 log = logging.getLogger(__name__)
+
+NOT_STORED = "The file could not be stored (a storage error on the server); upload it again."
+
+
+class StorageUnavailable(OSError):
+    """No accepted file of an upload could be written: the storage is down or full."""
 
 
 @dataclass
@@ -164,6 +179,7 @@ def _record(case: Case, user: User, checked: list[CheckedFile], architectures: I
     batch = Batch.objects.create(case=case, uploaded_by=user, files_received=len(checked))
     scans: list[Scan] = []
     seen: dict[str, Scan] = {}
+    to_store: list[tuple[Scan, CheckedFile]] = []
     for item in checked:
         scan = Scan(
             case=case, batch=batch, position=item.position, original_name=item.name,
@@ -180,9 +196,14 @@ def _record(case: Case, user: User, checked: list[CheckedFile], architectures: I
                 where = "already in this case" if earlier.batch_id != batch.pk else "earlier in this upload"
                 scan.rejection_reason = f"Same content as “{earlier.original_name}”, {where}."[:300]
             else:
-                scan.file.name = _store(scan, item, stored)
+                to_store.append((scan, item))
                 seen[item.sha256] = scan
         scans.append(scan)
+    _store_all(to_store, stored)
+    for scan in scans:  # a failed write rejects its scan and the copies of it in this upload
+        origin = scan.duplicate_of if scan.status == Scan.Status.DUPLICATE and scan.duplicate_of else scan
+        if scan.status != Scan.Status.REJECTED and origin.batch_id == batch.pk and not origin.file.name:
+            scan.status, scan.duplicate_of, scan.rejection_reason = Scan.Status.REJECTED, None, NOT_STORED
     Scan.objects.bulk_create(scans, batch_size=500)
     batch.accepted_count = sum(scan.status == Scan.Status.ACCEPTED for scan in scans)
     batch.rejected_count = sum(scan.status == Scan.Status.REJECTED for scan in scans)
@@ -195,9 +216,36 @@ def _record(case: Case, user: User, checked: list[CheckedFile], architectures: I
     return result
 
 
-def _store(scan: Scan, item: CheckedFile, stored: list[str]) -> str:
-    """Write the scan's metadata-free bytes; the name is listed in ``stored`` before the
-    write, so that a write failing half-way is removed with the rest."""
+def _store_all(to_store: list[tuple[Scan, CheckedFile]], stored: list[str]) -> None:
+    """Write every ``(scan, item)`` in the storage pool and set ``scan.file.name``; a file
+    whose write failed keeps an empty name. Raises StorageUnavailable when none was written."""
+    if not to_store:
+        return
+    lock = threading.Lock()
+    futures: list[Future[str]] = []
+    try:
+        for scan, item in to_store:
+            field = scan.file.field
+            name = field.generate_filename(scan, item.name)
+            futures.append(pool().submit(_store, name, item, field.max_length, stored, lock))
+    finally:
+        wait(futures)  # every write has ended before anything is recorded or removed
+    errors: list[BaseException] = []
+    for (scan, item), future in zip(to_store, futures, strict=True):
+        error = future.exception()
+        if error is None:
+            scan.file.name = future.result()
+        else:
+            log.error("scan %r (position %s) could not be stored", item.name, item.position, exc_info=error)
+            errors.append(error)
+    if len(errors) == len(to_store):
+        raise StorageUnavailable(f"none of {len(to_store)} files could be stored: {errors[0]!r}") from errors[0]
+
+
+def _store(name: str, item: CheckedFile, max_length: int | None, stored: list[str], lock: threading.Lock) -> str:
+    """Write one scan's metadata-free bytes under ``name`` (or a free variant of it). The
+    name is listed in ``stored`` before the write, so that the upload's failure removes it;
+    a write failing half-way is removed at once and only this file is lost."""
     from ml.metadata import strip_metadata
 
     if item.content is not None:  # a de-identified DICOM (portal.cases.dicom_intake)
@@ -206,14 +254,23 @@ def _store(scan: Scan, item: CheckedFile, stored: list[str]) -> str:
         assert item.upload is not None  # a file without content of its own is an upload
         item.upload.seek(0)
         content = ContentFile(strip_metadata(item.upload.read(), item.format))
-    field = scan.file.field
-    name = default_storage.get_available_name(
-        field.generate_filename(scan, item.name), max_length=field.max_length
-    )
-    stored.append(name)
-    saved = default_storage.save(name, content, max_length=field.max_length)
+    name = default_storage.get_available_name(name, max_length=max_length)
+    with lock:
+        stored.append(name)
+    try:
+        saved = default_storage.save(name, content, max_length=max_length)
+    except BaseException:
+        try:
+            default_storage.delete(name)
+        except Exception:  # the write's own error matters more; the name stays listed
+            log.exception("could not remove %s after a failed write", name)
+        else:
+            with lock:
+                stored.remove(name)
+        raise
     if saved != name:  # taken between the two calls: the storage wrote elsewhere
-        stored[-1] = saved
+        with lock:
+            stored[stored.index(name)] = saved
     return saved
 
 

@@ -127,12 +127,31 @@ def start(args):
     return 0
 
 
+def test_processes():
+    """How many pytest-xdist worker processes runtests uses: NEUROAI_TEST_PROCESSES, else one
+    per CPU, at most 4 (each starts its own Celery worker, S3 server and browser when its
+    tests need them, and loads TensorFlow)."""
+    wanted = os.environ.get("NEUROAI_TEST_PROCESSES", "")
+    return int(wanted) if wanted.strip() else max(1, min(4, os.cpu_count() or 1))
+
+
+def xdist_args(args):
+    """``-n N --dist loadfile``, unless the arguments choose the processes themselves
+    (``-n 0`` runs in this process) or ask for the debugger."""
+    if any(a.startswith(("-n", "--numprocesses", "--pdb")) or a == "no:xdist" for a in args):
+        return []
+    # Whole files to each worker, in the order tests/conftest.py gives (slow files first).
+    return ["-n", str(test_processes()), "--dist", "loadfile", "--no-loadscope-reorder"]
+
+
 def runtests(args):
     ensure_apt_packages(TEST_APT_PACKAGES)
     env = {**os.environ}
-    # tests/env.py gives each run its own PostgreSQL database and Redis key prefix.
+    # tests/env.py gives each run (and each of its xdist workers) its own PostgreSQL database
+    # and Redis key prefix.
     pytest = [str(PYTHON), "-m", "pytest", "-c", str(BASE_DIR / "tests" / "pytest.ini"),
-              "--rootdir", str(BASE_DIR / "tests"), *(args or [str(BASE_DIR / "tests")])]
+              "--rootdir", str(BASE_DIR / "tests"), *xdist_args(args),
+              *(args or [str(BASE_DIR / "tests")])]
     return subprocess.run(pytest, env=env, cwd=BASE_DIR).returncode
 
 

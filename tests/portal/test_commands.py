@@ -64,6 +64,25 @@ def test_a_dot_env_file_supplies_the_development_settings(tmp_path):
     assert result.returncode != 0 and "Set the environment variable SECRET_KEY" in result.stderr
 
 
+def _bootstrap():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_bootstrap_under_test", BASE_DIR / "portal" / "bootstrap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_runtests_shares_the_files_out_to_worker_processes_unless_told_otherwise(monkeypatch):
+    bootstrap = _bootstrap()
+    monkeypatch.setenv("NEUROAI_TEST_PROCESSES", "3")
+    assert bootstrap.xdist_args(["tests/ml", "-x"]) == ["-n", "3", "--dist", "loadfile", "--no-loadscope-reorder"]
+    for chosen in (["-n", "0"], ["-n4"], ["--numprocesses=2"], ["-p", "no:xdist"], ["--pdb"]):
+        assert bootstrap.xdist_args(chosen) == [], chosen
+    monkeypatch.delenv("NEUROAI_TEST_PROCESSES")
+    assert 1 <= bootstrap.test_processes() <= 4
+
+
 def _children(pid):
     import psutil
 
@@ -73,6 +92,7 @@ def _children(pid):
         return []
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(300)
 def test_sigterm_stops_start_with_its_web_server_and_worker(tmp_path):
     import psutil

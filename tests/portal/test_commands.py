@@ -5,6 +5,7 @@ bootstrap commands too, and SIGTERM stops `start` with its web server and worker
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -97,7 +98,9 @@ def _children(pid):
 def test_sigterm_stops_start_with_its_web_server_and_worker(tmp_path):
     import psutil
 
-    port = 8765
+    with socket.socket() as probe:  # a free port: runs side by side (xdist, other checkouts) never meet
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     env = clean_env(
         NEUROAI_ENV_FILE=str(tmp_path / ".env"),
         NEUROAI_DATA_DIR=str(tmp_path / "var"),

@@ -18,13 +18,14 @@ from tests.fixtures.worker import WorkerProcess, close_other_connections, own_br
 pytestmark = pytest.mark.worker
 
 
-@pytest.fixture
-def worker_host(s3_storage, transactional_db, django_db_blocker):
+@pytest.fixture(scope="module")
+def _worker_host_process(s3_server, django_db_setup, django_db_blocker):
     """A worker as on another host: its own data directory (no MEDIA_ROOT or MODEL_ROOT in
-    common with this process), the same database, Redis and bucket."""
+    common with this process), the same database, Redis and bucket. One for the module's
+    tests (a start and a stop cost seconds)."""
     prefix = f"neuroai-test-twohost-{uuid.uuid4().hex[:8]}:"
     data_dir = Path(tempfile.mkdtemp(prefix="neuroai-worker-host-"))
-    env = {**worker_env(), **s3_storage.env(), "NEUROAI_DATA_DIR": str(data_dir), "CELERY_BROKER_KEY_PREFIX": prefix}
+    env = {**worker_env(), **s3_server.env(), "NEUROAI_DATA_DIR": str(data_dir), "CELERY_BROKER_KEY_PREFIX": prefix}
     for name in ("MEDIA_ROOT", "MODEL_ROOT", "MODEL_CACHE_DIR"):
         env.pop(name, None)
     with own_broker_prefix(prefix):
@@ -35,6 +36,11 @@ def worker_host(s3_storage, transactional_db, django_db_blocker):
             worker.stop()
             with django_db_blocker.unblock():
                 close_other_connections()
+
+
+@pytest.fixture
+def worker_host(_worker_host_process, s3_storage, transactional_db):
+    return _worker_host_process
 
 
 def _poll(client, url, accept, timeout=180):

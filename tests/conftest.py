@@ -39,6 +39,16 @@ def pytest_collection_modifyitems(config, items):
     items.sort(key=lambda item: 0 if module(item) in slow else 1 if module(item) in heavy else 2)
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a transactional test's flush: the session's Celery worker done with its work."""
+    if {"transactional_db", "live_server"} & set(item.fixturenames):
+        from tests.fixtures.worker import wait_until_the_session_worker_is_idle
+
+        wait_until_the_session_worker_is_idle()
+    return (yield)
+
+
 @pytest.fixture(autouse=True)
 def fast_password_hasher(request):
     """Passwords hashed with MD5 in tests only: PBKDF2's million rounds cost about half a

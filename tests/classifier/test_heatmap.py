@@ -40,14 +40,23 @@ def test_heatmap_is_drawn_by_the_worker_then_served_privately(
     assert again.status_code == 200 and again.content == ready.content  # drawn once, kept
 
 
-def test_failed_prediction_has_no_heatmap(transactional_db, client_for, clinic_a, alice, vgg16_model):
-    from classifier.models import Prediction, PredictionJob
+def _batch_and_job(clinic, user, model_version, ref):
+    """A batch of one stored scan and a job row for it, but no message sent: the session's
+    worker, if a test before this one started it, must not analyse the scan behind the test's
+    back (its writes raced the test's own rows and the flush after the test)."""
+    from classifier.models import PredictionJob
 
-    batch, jobs = make_batch(clinic_a, alice, 1, ref="P-NOHEAT")
+    batch, _ = make_batch(clinic, user, 1, ref=ref, size=(64, 64), architectures=())
+    return batch, PredictionJob.objects.create(batch=batch, model_version=model_version, total=1)
+
+
+def test_failed_prediction_has_no_heatmap(transactional_db, client_for, clinic_a, alice, vgg16_model):
+    from classifier.models import Prediction
+
+    batch, job = _batch_and_job(clinic_a, alice, vgg16_model, "P-NOHEAT")
     scan = batch.scans.get()
     failed = Prediction.objects.create(
-        scan=scan, model_version=vgg16_model, job=PredictionJob.objects.get(pk=jobs[0].pk),
-        error="stored file is missing", threshold=0.5,
+        scan=scan, model_version=vgg16_model, job=job, error="stored file is missing", threshold=0.5,
     )
     url = reverse("cases:heatmap", kwargs={"prediction_id": failed.public_id})
     assert client_for(alice).get(url).status_code == 404
@@ -66,18 +75,21 @@ def heatmap_queue_not_consumed():
     messages stay countable on Redis."""
     from portal.celery import app
 
-    replies = app.control.cancel_consumer("heatmap", reply=True, timeout=2.0)
+    # limit=1: the session's worker is the only one that can answer; no need to wait out the timeout.
+    replies = app.control.cancel_consumer("heatmap", reply=True, timeout=2.0, limit=1)
     yield
+    with app.connection_for_write() as conn:  # the test's messages: not for a worker to draw after it
+        conn.default_channel.queue_purge("heatmap")
     if replies:
-        app.control.add_consumer("heatmap", reply=True, timeout=2.0)
+        app.control.add_consumer("heatmap", reply=True, timeout=2.0, limit=1)
 
 
 def _finished_prediction(clinic, user, model_version, ref, **fields):
-    from classifier.models import Prediction, PredictionJob
+    from classifier.models import Prediction
 
-    batch, jobs = make_batch(clinic, user, 1, ref=ref, size=(64, 64))
+    batch, job = _batch_and_job(clinic, user, model_version, ref)
     return Prediction.objects.create(
-        scan=batch.scans.get(), model_version=model_version, job=PredictionJob.objects.get(pk=jobs[0].pk),
+        scan=batch.scans.get(), model_version=model_version, job=job,
         probability=0.8, label="tumor", threshold=0.5, **fields,
     )
 

@@ -8,6 +8,10 @@ from django.urls import reverse
 from tests.portal.reviews_data import case_with_scans, csrf_token, model_version, predict
 
 TINY = {"epochs": 2, "fine_tune_epochs": 0, "input_size": 32, "weights": "none"}
+# For the runs a real worker trains: also options the start page does not offer, one view per
+# image and no outer cross-validation for the model card's figures (tests/ml/test_trust.py
+# trains with both), so that the worker trains in seconds instead of a minute.
+QUICK = {**TINY, "views": 1, "cv_repeats": 0}
 
 
 def _reviewed(clinic, clinician, reviewer, per_class):
@@ -44,23 +48,41 @@ def test_training_start_is_for_superusers(client_for, carol, bob):
     assert client_for(bob).get(url).status_code == 302
 
 
-@pytest.mark.worker
-def test_training_run_produces_an_inactive_version(transactional_db, celery_worker, client_for, root, clinic_a, alice,
-                                                   bob, settings):
-    from classifier.models import JobStatus, ModelVersion, TrainingRun
+def test_the_start_page_queues_a_run_with_its_options_and_audits_it(
+    client_for, root, clinic_a, alice, bob, settings, django_capture_on_commit_callbacks
+):
+    from classifier.models import TrainingRun
     from portal.audit.models import AuditEvent
 
     settings.TRAINING_MIN_PER_CLASS = 8
     _reviewed(clinic_a, alice, bob, per_class=10)
     c = client_for(root)
-    response = _start(c, views=1)
+    with django_capture_on_commit_callbacks() as queued:
+        response = _start(c)
     assert response.status_code == 302, response.content.decode()[-2000:]
+    assert len(queued) == 1  # the run's message, sent once the run is committed
     run = TrainingRun.objects.get()
     assert response["Location"] == reverse("admin:classifier_trainingrun_change", args=[run.pk])
     assert run.options["min_per_class"] == 8 and run.options["weights"] == "none"
+    assert (run.options["epochs"], run.options["input_size"], run.options["fine_tune_epochs"]) == (2, 32, 0)
     assert AuditEvent.objects.filter(action="training_start", object_id=str(run.pk)).exists()
     page = c.get(response["Location"]).content.decode()
     assert 'id="training-progress"' in page
+
+
+@pytest.mark.worker
+def test_training_run_produces_an_inactive_version(transactional_db, celery_worker, client_for, root, clinic_a, alice,
+                                                   bob, settings):
+    """The worker trains a run queued as the start page queues it (start_training), reports
+    progress on the status page, and imports the artifact as an inactive version."""
+    from classifier.models import JobStatus, ModelVersion
+    from classifier.training import start_training
+    from portal.audit.models import AuditEvent
+
+    settings.TRAINING_MIN_PER_CLASS = 8
+    _reviewed(clinic_a, alice, bob, per_class=10)
+    c = client_for(root)
+    run = start_training(root, "vgg16", options=QUICK)
 
     status_url = reverse("admin:classifier_trainingrun_status", args=[run.pk])
     seen, stages = [], []
@@ -72,7 +94,7 @@ def test_training_run_produces_an_inactive_version(transactional_db, celery_work
             stages.append(status["stage"])
         if status["finished"]:
             break
-        time.sleep(1)
+        time.sleep(0.2)
     assert status["finished"], f"not finished: {status}\n{celery_worker.log()}"
     assert status["status"] == JobStatus.SUCCEEDED, f"{status}\n{celery_worker.log()}"
     assert status["percent"] == 100 and status["done"] == status["total"] == 100
@@ -85,6 +107,8 @@ def test_training_run_produces_an_inactive_version(transactional_db, celery_work
     assert new is not None and not new.is_active and new.architecture == "vgg16"
     assert ModelVersion.objects.get(version="v1").is_active  # the active version is unchanged
     assert new.metadata["input_size"] == 32 and "validation" in new.metrics
+    trained_with = new.metadata["extra"]["train_config"]
+    assert (trained_with["views"], trained_with["cv_repeats"], trained_with["head_epochs"]) == (1, 0, 2)
     assert "artifact written" in run.log
     from classifier.registry import plot_path
 

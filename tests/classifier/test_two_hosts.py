@@ -18,13 +18,14 @@ from tests.fixtures.worker import WorkerProcess, close_other_connections, own_br
 pytestmark = pytest.mark.worker
 
 
-@pytest.fixture
-def worker_host(s3_storage, transactional_db, django_db_blocker):
+@pytest.fixture(scope="module")
+def _worker_host_process(s3_server, django_db_setup, django_db_blocker):
     """A worker as on another host: its own data directory (no MEDIA_ROOT or MODEL_ROOT in
-    common with this process), the same database, Redis and bucket."""
+    common with this process), the same database, Redis and bucket. One for the module's
+    tests (a start and a stop cost seconds)."""
     prefix = f"neuroai-test-twohost-{uuid.uuid4().hex[:8]}:"
     data_dir = Path(tempfile.mkdtemp(prefix="neuroai-worker-host-"))
-    env = {**worker_env(), **s3_storage.env(), "NEUROAI_DATA_DIR": str(data_dir), "CELERY_BROKER_KEY_PREFIX": prefix}
+    env = {**worker_env(), **s3_server.env(), "NEUROAI_DATA_DIR": str(data_dir), "CELERY_BROKER_KEY_PREFIX": prefix}
     for name in ("MEDIA_ROOT", "MODEL_ROOT", "MODEL_CACHE_DIR"):
         env.pop(name, None)
     with own_broker_prefix(prefix):
@@ -35,6 +36,11 @@ def worker_host(s3_storage, transactional_db, django_db_blocker):
             worker.stop()
             with django_db_blocker.unblock():
                 close_other_connections()
+
+
+@pytest.fixture
+def worker_host(_worker_host_process, s3_storage, transactional_db):
+    return _worker_host_process
 
 
 def _poll(client, url, accept, timeout=180):
@@ -103,22 +109,21 @@ def test_training_on_the_worker_host_publishes_the_artifact_to_the_bucket(
 ):
     """The worker trains from scans it reads from the bucket and uploads the new artifact;
     the web host shows its plots by fetching only the plot files."""
-    from classifier.models import JobStatus, TrainingRun
+    from classifier.models import JobStatus
     from classifier.registry import plot_path
-    from tests.classifier.test_registry_training import _reviewed, _start
+    from classifier.training import start_training
+    from tests.classifier.test_registry_training import QUICK, _reviewed
 
     worker, worker_dir = worker_host
     settings.TRAINING_MIN_PER_CLASS = 8
     _reviewed(clinic_a, alice, bob, per_class=10)
-    response = _start(client_for(root), views=1)
-    assert response.status_code == 302, response.content.decode()[-2000:]
-    run = TrainingRun.objects.get()
+    run = start_training(root, "vgg16", options=QUICK)
     deadline = time.monotonic() + 400
     while time.monotonic() < deadline:
         run.refresh_from_db()
         if run.is_finished:
             break
-        time.sleep(1)
+        time.sleep(0.5)
     assert run.status == JobStatus.SUCCEEDED, f"{run.status} {run.user_error}\n{run.log}\n{worker.log()}"
     new = run.result_version
     assert {"model.keras", "metadata.json"} <= set(new.artifact_files)

@@ -25,6 +25,7 @@ COMMON = ["--arch", "vgg16", "--weights", "none", "--input-size", "32", "--views
           "--patience", "5", "--threads", "2"]
 
 
+@pytest.mark.slow
 def test_cli_train_evaluate_end_to_end(tiny_dataset, tmp_path, capsys):
     out = tmp_path / "artifact"
     assert main(["train", "--data", str(tiny_dataset), "--out", str(out), *COMMON,
@@ -62,6 +63,7 @@ def test_cli_train_evaluate_end_to_end(tiny_dataset, tmp_path, capsys):
     assert "includes training images" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_cli_cv(tiny_dataset, tmp_path, capsys):
     assert main(["cv", "--data", str(tiny_dataset), "--folds", "3", *COMMON, "--bootstrap", "100",
                  "--cache", str(tmp_path / "cache"), "--out", str(tmp_path / "cv")]) == 0

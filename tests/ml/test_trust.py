@@ -70,6 +70,7 @@ def trained(mri_dataset, tmp_path_factory):
     return out, result, events
 
 
+@pytest.mark.slow  # the first test to use `trained`: it trains the module's model
 def test_progress_events_come_in_order_and_end_at_one(trained):
     from ml.progress import ProgressEvent
 

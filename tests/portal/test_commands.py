@@ -1,17 +1,12 @@
 """The README's commands work as written: any python3 runs manage.py (it moves itself into the
 virtual environment), a local .env holds the development settings, `--help` lists the
-bootstrap commands too, and SIGTERM stops `start` with its web server and worker."""
+bootstrap commands too. (`start` itself, and SIGTERM stopping it with its web server and
+worker: tests/portal/test_fresh_start.py.)"""
 
 import os
-import shutil
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
-
-import pytest
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -64,55 +59,21 @@ def test_a_dot_env_file_supplies_the_development_settings(tmp_path):
     assert result.returncode != 0 and "Set the environment variable SECRET_KEY" in result.stderr
 
 
-def _children(pid):
-    import psutil
+def _bootstrap():
+    import importlib.util
 
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
+    spec = importlib.util.spec_from_file_location("_bootstrap_under_test", BASE_DIR / "portal" / "bootstrap.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-@pytest.mark.timeout(300)
-def test_sigterm_stops_start_with_its_web_server_and_worker(tmp_path):
-    import psutil
+def test_runtests_shares_the_files_out_to_worker_processes_unless_told_otherwise(monkeypatch):
+    bootstrap = _bootstrap()
+    monkeypatch.setenv("NEUROAI_TEST_PROCESSES", "3")
+    assert bootstrap.xdist_args(["tests/ml", "-x"]) == ["-n", "3", "--dist", "loadfile", "--no-loadscope-reorder"]
+    for chosen in (["-n", "0"], ["-n4"], ["--numprocesses=2"], ["-p", "no:xdist"], ["--pdb"]):
+        assert bootstrap.xdist_args(chosen) == [], chosen
+    monkeypatch.delenv("NEUROAI_TEST_PROCESSES")
+    assert 1 <= bootstrap.test_processes() <= 4
 
-    port = 8765
-    env = clean_env(
-        NEUROAI_ENV_FILE=str(tmp_path / ".env"),
-        NEUROAI_DATA_DIR=str(tmp_path / "var"),
-        DATABASE_URL=f"sqlite:///{tmp_path / 'var' / 'db.sqlite3'}",
-        CELERY_BROKER_URL="filesystem://",
-        CELERY_BROKER_KEY_PREFIX="",
-    )
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    process = subprocess.Popen(
-        [system_python(), "manage.py", "start", str(port)], cwd=BASE_DIR, env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        deadline = time.monotonic() + 240
-        while time.monotonic() < deadline:
-            assert process.poll() is None, process.stdout.read()
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/accounts/login/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                time.sleep(1)
-        else:
-            pytest.fail("start did not serve the login page in 240 s")
-        assert (tmp_path / ".env").read_text().startswith("# Written by `python3 manage.py start`")
-        assert (tmp_path / "var" / "demo-login.txt").exists()
-        children = _children(process.pid)
-        assert any("celery" in " ".join(c.cmdline()) for c in children)
-        process.send_signal(signal.SIGTERM)
-        process.wait(timeout=60)
-        _, alive = psutil.wait_procs(children, timeout=60)
-        assert not alive, [c.cmdline() for c in alive]
-    finally:
-        if process.poll() is None:
-            process.kill()
-        for child in _children(process.pid):
-            child.kill()
-        shutil.rmtree(tmp_path / "var", ignore_errors=True)

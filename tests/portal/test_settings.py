@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 PRODUCTION_ENV = {
@@ -50,6 +52,7 @@ def test_malformed_database_url_is_an_error():
     assert "DATABASE_URL must be a URL" in result.stderr
 
 
+@pytest.mark.slow  # a manage.py process
 def test_embedded_defaults_need_no_server(tmp_path):
     """With no DATABASE_URL or broker set, the app uses SQLite and the filesystem broker."""
     env = {"DEBUG": "true", "NEUROAI_DATA_DIR": str(tmp_path), "DATABASE_URL": "", "CELERY_BROKER_URL": ""}
@@ -67,6 +70,7 @@ def test_unknown_ml_runtime_is_an_error_not_a_default():
     assert "ML_RUNTIME must be one of keras, bf16, auto" in result.stderr
 
 
+@pytest.mark.slow  # a manage.py process
 def test_worker_engine_uses_the_configured_runtime():
     code = ("from classifier.engine import get_engine; import sys; sys.stdout.write(get_engine().runtime)")
     result = manage("shell", "-c", code, **{**PRODUCTION_ENV, "ML_RUNTIME": "bf16"})
@@ -74,6 +78,7 @@ def test_worker_engine_uses_the_configured_runtime():
     assert result.stdout.strip().endswith("bf16")
 
 
+@pytest.mark.slow  # a manage.py process
 def test_worker_engine_judges_images_with_the_configured_intake_limits():
     code = ("from classifier.engine import get_engine; import sys; l = get_engine().limits; "
             "sys.stdout.write(f'{l.min_side} {l.max_aspect} {l.work_budget_bytes} {l.max_pixels}')")

@@ -22,7 +22,7 @@ def wait_for_workers(count, timeout=120):
 
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if len(app.control.ping(timeout=1.0) or []) >= count:
+        if len(app.control.ping(timeout=1.0, limit=count) or []) >= count:
             return
     raise AssertionError(f"{count} workers did not answer in {timeout} s")
 

@@ -24,13 +24,14 @@ def restart(worker, *, beat=False, **env):
 
 
 @pytest.fixture
-def worker(celery_worker):
-    """The session worker, restarted with test settings and given back as it was."""
-    celery_worker.base_env = dict(celery_worker.env)
-    yield celery_worker
-    celery_worker.kill()
-    celery_worker.env = celery_worker.base_env
-    celery_worker.start()
+def worker(session_worker):
+    """The session worker, for the test to restart with settings of its own; killed afterwards
+    and marked dirty, so that the next test asking for ``celery_worker`` gets it started again
+    with the session's settings (not restarted here, since the next test may not need it)."""
+    session_worker.dirty = True
+    yield session_worker
+    session_worker.kill()
+    session_worker.env = dict(session_worker.base_env)
 
 
 def test_worker_killed_mid_job_then_new_worker_finishes_it(

@@ -141,8 +141,10 @@ def test_upload_analyse_and_review_by_keyboard_alone(world, live_server, playwri
     page.goto(f"/cases/{world['case'].pk}/")
     image = tmp_path / "keyboard.jpg"
     image.write_bytes(make_image_bytes(size=(64, 64), seed=4242))
+    page.wait_for_load_state("networkidle")  # nothing left to load that could take the focus
     tab_to(page, "#upload-form input[type=file]")
-    with page.expect_file_chooser() as chooser:
+    assert page.evaluate("() => document.activeElement.matches('#upload-form input[type=file]')")
+    with page.expect_file_chooser(timeout=45_000) as chooser:  # a loaded machine (xdist) is slow to open it
         page.keyboard.press("Space")
     chooser.value.set_files(str(image))
     tab_to(page, "#upload-button")

@@ -6,6 +6,7 @@ import pytest
 from django.urls import reverse
 
 from tests.classifier.helpers import make_batch, wait_for_jobs
+from tests.fixtures.worker import queues_not_consumed
 
 pytestmark = pytest.mark.worker
 
@@ -71,17 +72,10 @@ def _waiting(queue):
 
 @pytest.fixture
 def heatmap_queue_not_consumed():
-    """No worker reads the heatmap queue during the test (a session worker may be running):
-    messages stay countable on Redis."""
-    from portal.celery import app
-
-    # limit=1: the session's worker is the only one that can answer; no need to wait out the timeout.
-    replies = app.control.cancel_consumer("heatmap", reply=True, timeout=2.0, limit=1)
-    yield
-    with app.connection_for_write() as conn:  # the test's messages: not for a worker to draw after it
-        conn.default_channel.queue_purge("heatmap")
-    if replies:
-        app.control.add_consumer("heatmap", reply=True, timeout=2.0, limit=1)
+    """No worker reads the heatmap or inference queue during the test (a session worker may
+    be running): messages stay countable on Redis."""
+    with queues_not_consumed("heatmap", "inference"):
+        yield
 
 
 def _finished_prediction(clinic, user, model_version, ref, **fields):

@@ -6,6 +6,7 @@ from datetime import timedelta
 import pytest
 
 from tests.classifier.helpers import make_batch, plan_here
+from tests.fixtures.worker import queues_not_consumed
 
 pytestmark = pytest.mark.django_db
 
@@ -18,13 +19,14 @@ def ago(seconds):
 
 @pytest.fixture
 def empty_inference_queue():
+    """Nothing on the inference queue, and no worker reading it (the session's may be running,
+    started by an earlier test): what the test puts there stays there."""
     from portal.celery import app
 
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge("inference")
-    yield
-    with app.connection_for_write() as conn:
-        conn.default_channel.queue_purge("inference")
+    with queues_not_consumed("inference"):
+        yield
 
 
 def claimed_chunk(clinic_a, alice, task_id="worker-1"):

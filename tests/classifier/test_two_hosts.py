@@ -33,7 +33,7 @@ def _worker_host_process(s3_server, django_db_setup, django_db_blocker):
         try:
             yield worker, data_dir
         finally:
-            worker.stop()
+            worker.kill()  # nothing of it is kept
             with django_db_blocker.unblock():
                 close_other_connections()
 

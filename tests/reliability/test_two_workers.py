@@ -59,7 +59,7 @@ def test_two_workers_share_a_batch_and_one_finishes_it_when_the_other_is_killed(
         [job] = wait_for_jobs([job], timeout=300, worker=survivor)
         recovery = time.monotonic() - killed_at
     finally:
-        survivor.stop()
+        survivor.kill()
     assert job.status == "succeeded", (job.status, job.user_error)
     assert recovery < 120, f"the batch took {recovery:.0f} s to finish after the kill"
     results = Prediction.objects.filter(scan__batch=batch)

@@ -18,7 +18,7 @@ SCANS = 48
 
 
 def restart(worker, *, beat=False, **env):
-    worker.stop()
+    worker.kill()  # idle here, or dead already: nothing to shut down warmly
     worker.env = {**worker.base_env, **{k: str(v) for k, v in env.items()}}
     worker.start(beat=beat)
 

@@ -36,7 +36,7 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
     (k, n, d) in each ``tta`` orientation}. With ``tta`` (orientations, :mod:`ml.tta`) test images
     are scored as the engine scores them: the mean over those views."""
     from .data import grouped_kfold
-    from .metrics import binary_metrics, bootstrap_ci, summarise_folds
+    from .metrics import binary_metrics, summarise_folds
     from .trust import DEFAULT_OOD_KEEP, fit_trusted_head, score_trusted
 
     F_changes = F_changes or {}
@@ -86,13 +86,7 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
                      f"AUC {sm['roc_auc']['mean']:.3f} ± {sm['roc_auc']['sd']:.3f}, ECE {sm['ece']['mean']:.3f}")
     all_folds = [m for run in runs for m in run["folds"]]
     first = runs[0]
-    pooled = binary_metrics(y, first["oof_shift"], 0.5)
-    raw = binary_metrics(y, first["oof_p"])
-    for k in ("roc_auc", "brier", "ece"):
-        pooled[k] = raw[k]
-    ci_thr = bootstrap_ci(y, first["oof_shift"], 0.5, groups=g, n_boot=n_boot, seed=seed)
-    ci_raw = bootstrap_ci(y, first["oof_p"], 0.5, groups=g, n_boot=n_boot, seed=seed)
-    pooled["ci95"] = {**ci_thr, "roc_auc": ci_raw["roc_auc"], "brier": ci_raw["brier"], "ece": ci_raw["ece"]}
+    pooled = _pooled_out_of_fold(y, g, first, n_boot=n_boot, seed=seed)
     summary = summarise_folds(all_folds)
     robustness = {c: {"accuracy": float(np.mean(v["accuracy"])), "roc_auc": float(np.mean(v["roc_auc"])),
                       "delta": float(np.mean(v["delta"])), "flipped": v["flipped"] / max(1, v["n"])}
@@ -105,6 +99,21 @@ def trusted_cv(F, y, g, hcfg, *, folds: int = 5, repeats: int = 1, seed: int = 0
                                   for k in ("brier", "ece")},
             "accuracy_at_calibrated_0.5": float(np.mean([m["alt"]["accuracy_at_calibrated_0.5"] for m in all_folds])),
             "robustness": robustness, "ood_heldout_assessed": ood_kept / max(1, ood_n)}
+
+
+def _pooled_out_of_fold(y, g, run: dict, *, n_boot: int, seed: int) -> dict:
+    """Metrics of one repeat's pooled out-of-fold predictions, with grouped bootstrap 95 % CIs:
+    threshold metrics on the fold-threshold-shifted P, ranking and calibration on P itself."""
+    from .metrics import binary_metrics, bootstrap_ci
+
+    pooled = binary_metrics(y, run["oof_shift"], 0.5)
+    raw = binary_metrics(y, run["oof_p"])
+    for k in ("roc_auc", "brier", "ece"):
+        pooled[k] = raw[k]
+    ci_thr = bootstrap_ci(y, run["oof_shift"], 0.5, groups=g, n_boot=n_boot, seed=seed)
+    ci_raw = bootstrap_ci(y, run["oof_p"], 0.5, groups=g, n_boot=n_boot, seed=seed)
+    pooled["ci95"] = {**ci_thr, "roc_auc": ci_raw["roc_auc"], "brier": ci_raw["brier"], "ece": ci_raw["ece"]}
+    return pooled
 
 
 def card_metrics(rep: dict) -> dict:
@@ -230,7 +239,7 @@ def _holdout_cv(F, arrays, y, g, shas, build, hcfg, *, folds, repeats, seed, vie
     from .data import grouped_holdout, grouped_kfold
     from .features import run_model
     from .head import fit_head
-    from .metrics import binary_metrics, bootstrap_ci, choose_threshold, summarise_folds
+    from .metrics import binary_metrics, choose_threshold, summarise_folds
 
     runs = []
     for r in range(repeats):
@@ -268,13 +277,7 @@ def _holdout_cv(F, arrays, y, g, shas, build, hcfg, *, folds, repeats, seed, vie
         runs.append({"seed": rs, "folds": fold_metrics, "summary": summarise_folds(fold_metrics),
                      "oof_p": oof_p, "oof_shift": oof_shift})
     first = runs[0]
-    pooled = binary_metrics(y, first["oof_shift"], 0.5)
-    raw = binary_metrics(y, first["oof_p"])
-    for k in ("roc_auc", "brier", "ece"):
-        pooled[k] = raw[k]
-    ci_thr = bootstrap_ci(y, first["oof_shift"], 0.5, groups=g, n_boot=n_boot, seed=seed)
-    ci_raw = bootstrap_ci(y, first["oof_p"], 0.5, groups=g, n_boot=n_boot, seed=seed)
-    pooled["ci95"] = {**ci_thr, "roc_auc": ci_raw["roc_auc"], "brier": ci_raw["brier"], "ece": ci_raw["ece"]}
+    pooled = _pooled_out_of_fold(y, g, first, n_boot=n_boot, seed=seed)
     rep = {"folds": folds, "repeats": repeats, "seed": seed,
            "per_fold_mean_sd": summarise_folds([m for run in runs for m in run["folds"]]),
            "first_repeat": {"per_fold": first["folds"], "mean_sd": first["summary"], "pooled_out_of_fold": pooled},

@@ -351,7 +351,10 @@ CELERY_BROKER_URL = env_url(
 )
 CELERY_BROKER_TRANSPORT_OPTIONS = {}
 if CELERY_BROKER_URL.startswith("filesystem://"):
-    # The folders are made by `manage.py start` (portal/bootstrap.py), not at import.
+    # The folders are made by `manage.py start` (portal/bootstrap.py), not at import. kombu's
+    # own filesystem transport can hand a consumer a half-written message (and lose it): this
+    # one writes each message whole before consumers can see it (portal/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "portal.filesystem_broker:Transport"
     _broker_dir = DATA_DIR / "broker"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),

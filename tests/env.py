@@ -3,6 +3,7 @@ in place before pytest-django reads portal/settings.py. Tests run against the re
 PostgreSQL and Redis."""
 
 import os
+import shutil
 import tempfile
 
 # Each run gets its own database and broker key prefix, so that runs side by side
@@ -10,8 +11,11 @@ import tempfile
 _RUN = f"{os.getpid()}"
 os.environ.setdefault("DATABASE_URL", f"postgres://postgres@127.0.0.1:5432/neuroai_{_RUN}")
 os.environ.setdefault("CELERY_BROKER_KEY_PREFIX", f"neuroai-test-{_RUN}:")
+# The run's data folder (media, model files, Celery state: most of a gigabyte) is removed when
+# the run ends unless NEUROAI_KEEP_TEST_DATA is set; one given in NEUROAI_DATA_DIR is kept.
+_OWN_DATA_DIR = ""
 if "NEUROAI_DATA_DIR" not in os.environ:
-    os.environ["NEUROAI_DATA_DIR"] = tempfile.mkdtemp(prefix="neuroai-tests-")
+    os.environ["NEUROAI_DATA_DIR"] = _OWN_DATA_DIR = tempfile.mkdtemp(prefix="neuroai-tests-")
 # pytest-xdist: each worker process inherits the values above from the controller (its
 # environment is copied); it gets a broker key prefix and a data folder of its own (Celery
 # workers, queues, media and model files), and pytest-django gives it its own database
@@ -43,3 +47,10 @@ os.makedirs(os.path.join(os.environ["NEUROAI_DATA_DIR"], "staticfiles"), exist_o
 os.environ.setdefault("EMAIL_BACKEND", "file")
 os.environ.setdefault("WEBHOOK_RETRY_SECONDS", "1")
 os.environ.setdefault("WEBHOOK_MAX_ATTEMPTS", "4")
+
+
+def pytest_unconfigure(config) -> None:
+    """Runs after every session fixture (Celery workers, SeaweedFS) has stopped; with xdist the
+    controller, which made the folder, runs it after its worker processes have ended."""
+    if _OWN_DATA_DIR and not os.environ.get("NEUROAI_KEEP_TEST_DATA"):
+        shutil.rmtree(_OWN_DATA_DIR, ignore_errors=True)

@@ -59,9 +59,10 @@ def test_embedded_defaults_need_no_server(tmp_path):
     result = manage("migrate", "--noinput", **env)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "db.sqlite3").exists()
-    code = "from django.conf import settings; print(settings.CELERY_BROKER_URL)"
+    code = "from django.conf import settings; print(settings.CELERY_BROKER_URL, settings.CELERY_BROKER_TRANSPORT)"
     result = manage("shell", "-c", code, **env)
-    assert result.stdout.strip().splitlines()[-1] == "filesystem://"
+    # the transport that writes each message whole (tests/portal/test_filesystem_broker.py)
+    assert result.stdout.strip().splitlines()[-1] == "filesystem:// portal.filesystem_broker:Transport"
 
 
 def test_unknown_ml_runtime_is_an_error_not_a_default():

@@ -565,7 +565,7 @@ def prediction_heatmap(request: AuthenticatedRequest, prediction_id: UUID) -> Ht
 
     prediction = _get_prediction(request.user, prediction_id)
     scan = prediction.scan
-    if prediction.error or prediction.probability is None or not scan.file:
+    if not _heatmap_shown(request.user, prediction) or not scan.file:
         raise Http404("This prediction has no heatmap.")
     if not _file_exists(scan.file.name):
         return _image_gone(request, scan)
@@ -603,7 +603,7 @@ def heatmap_view(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResp
 
     prediction = _get_prediction(request.user, prediction_id)
     scan = prediction.scan
-    if prediction.error or prediction.probability is None or not scan.is_accepted or not scan.file:
+    if not _heatmap_shown(request.user, prediction) or not scan.is_accepted or not scan.file:
         raise Http404("This prediction has no heatmap.")
     if not _file_exists(scan.file.name):
         return _image_gone(request, scan)
@@ -616,6 +616,15 @@ def heatmap_view(request: AuthenticatedRequest, prediction_id: UUID) -> HttpResp
         "back": _safe_back(request),
     }
     return render(request, "cases/heatmap_view.html", context)
+
+
+def _heatmap_shown(user: User, prediction: Prediction) -> bool:
+    """A heatmap goes with a shown probability: none for an error, and for an image the model
+    did not assess (not the brain MRI it learned from) only to those who see its probability,
+    the clinic's reviewers: to anyone else it would read as where a tumor was looked for."""
+    if prediction.error or prediction.probability is None:
+        return False
+    return prediction.assessed or has_role(user, prediction.scan.case.clinic, CAN_REVIEW)
 
 
 def _get_prediction(user: User, prediction_id: UUID) -> Prediction:

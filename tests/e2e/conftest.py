@@ -3,6 +3,7 @@
 test database from another thread, as the Celery worker does from another process)."""
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -60,7 +61,10 @@ def page(playwright_browser, live_server, request):
     yield page
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
-        out = Path(os.environ.get("NEUROAI_DATA_DIR", "/tmp")) / f"{request.node.name}.png"
+        # not in NEUROAI_DATA_DIR, which goes when the run ends
+        folder = Path(os.environ.get("SCREENSHOT_DIR") or Path(tempfile.gettempdir()) / "neuroai-test-failures")
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{request.node.name}.png"
         try:
             page.screenshot(path=str(out), full_page=True)
             print(f"screenshot: {out}")

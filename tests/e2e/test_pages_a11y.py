@@ -7,12 +7,12 @@ import re
 import pytest
 from axe_playwright_python.sync_playwright import Axe
 
+from tests.e2e.screenshots import keep_screenshot
 from tests.fixtures.images import make_image_bytes
 from tests.fixtures.users import PASSWORD
 from tests.portal.reviews_data import case_with_scans, model_version, predict
 
 pytestmark = pytest.mark.browser
-SHOTS = "/tmp/neuroai-pages"
 CARD_META = {
     "architecture": "vgg16", "input_size": 160, "threshold": 0.5,
     "metrics": {"validation": {"accuracy": 0.87, "roc_auc": 0.93, "n": 61, "source": "held-out"}},
@@ -99,9 +99,6 @@ def test_main_pages_have_no_serious_accessibility_violations(world, live_server,
                                      {"viewport": {"width": 640, "height": 900}, "device_scale_factor": 2}],
                          ids=["390px", "200pct"])
 def test_main_pages_fit_a_phone_without_horizontal_scroll(world, live_server, playwright_browser, options):
-    import os
-
-    os.makedirs(SHOTS, exist_ok=True)
     width = options["viewport"]["width"]
     too_wide = {}
     for user in ("alice", "bob"):
@@ -116,7 +113,7 @@ def test_main_pages_fit_a_phone_without_horizontal_scroll(world, live_server, pl
             scroll = page.evaluate("document.documentElement.scrollWidth")
             if scroll > width:
                 too_wide[name] = scroll
-            page.screenshot(path=f"{SHOTS}/{width}-{name.replace(' ', '-')}.png", full_page=True)
+            keep_screenshot(page, f"{width}-{name.replace(' ', '-')}")
         page.context.close()
     page, _ = login(playwright_browser, live_server.url, None, **options)
     if page.evaluate("document.documentElement.scrollWidth") > width:
@@ -176,12 +173,9 @@ def test_upload_analyse_and_review_by_keyboard_alone(world, live_server, playwri
 
 
 def test_heatmap_viewer_shows_both_images_and_fades_the_overlay(world, live_server, playwright_browser):
-    import os
-
     from django.core.files.base import ContentFile
     from django.core.files.storage import default_storage
 
-    os.makedirs(SHOTS, exist_ok=True)
     p = world["predictions"][0]
     scan = p.scan
     # The worker's heatmap, already drawn (tests/classifier cover drawing it).
@@ -201,7 +195,7 @@ def test_heatmap_viewer_shows_both_images_and_fades_the_overlay(world, live_serv
         page.keyboard.press("ArrowLeft")
     assert page.evaluate("getComputedStyle(document.getElementById('heatmap-overlay')).opacity") == "0.5"
     assert page.inner_text("#heatmap-opacity-value") == "50 %"
-    page.screenshot(path=f"{SHOTS}/heatmap-viewer.png", full_page=True)
+    keep_screenshot(page, "heatmap-viewer")
     page.click("#heatmap-back")
     page.wait_for_url(re.compile(f"/batches/{world['batch'].pk}/"))
     assert not missing, missing
@@ -225,5 +219,5 @@ def test_batch_page_shows_progress_and_time_left(world, live_server, playwright_
     page.wait_for_function(
         f"() => document.querySelector(\"[data-job='{job.public_id}'] .progress\").value === 50"
     )
-    page.screenshot(path=f"{SHOTS}/batch-progress.png", full_page=True)
+    keep_screenshot(page, "batch-progress")
     page.context.close()

@@ -1,14 +1,14 @@
 """In a real browser, with the real worker and the shipped VGG16 (installed as `start` does):
 an upload gets real labels, each result says what P(tumor) means and links to the model card,
 the card says the backbone is not ImageNet; a not-assessed result shows the words instead of a
-label. Screenshots of the card and of the batch page go to $SCREENSHOT_DIR (default /tmp)."""
+label. Screenshots of the card and of the batch page go to $SCREENSHOT_DIR when it is set."""
 
-import os
 import re
 from pathlib import Path
 
 import pytest
 
+from tests.e2e.screenshots import keep_screenshot
 from tests.fixtures.images import make_image_bytes, photograph
 from tests.fixtures.shipped import OOD_THRESHOLD, SHIPPED
 from tests.fixtures.users import PASSWORD
@@ -16,7 +16,6 @@ from tests.portal.helpers import make_case
 
 pytestmark = [pytest.mark.browser, pytest.mark.worker]
 RESULT = re.compile(r"^(Tumor|No tumor)\s+P\(tumor\) = [01]\.\d{3} — the model's estimated probability of a tumor")
-SHOTS = Path(os.environ.get("SCREENSHOT_DIR", "/tmp"))
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "datasets" / "brain-mri-navoneel"
 
 
@@ -71,11 +70,11 @@ def test_shipped_model_gives_real_labels_and_its_card(transactional_db, shipped_
     expect(reasons).to_have_count(2)
     photo_reason = "(the image is in colour (55% of it strongly coloured); MRI slices are greyscale)"
     assert photo_reason in reasons.all_inner_texts()
-    page.screenshot(path=str(SHOTS / "neuroai-batch-not-assessed.png"), full_page=True)
+    keep_screenshot(page, "neuroai-batch-not-assessed")
 
     page.locator("#results td.cell a.card-link").first.click()
     expect(page.locator("h1")).to_have_text(f"Model card: VGG16 {SHIPPED}")
     expect(page.locator(".banner-warn")).to_contain_text("not ImageNet-trained")
     expect(page.locator("#card-use")).to_contain_text("Not for diagnosis")
     expect(page.locator("#card-plots img")).to_have_count(2)
-    page.screenshot(path=str(SHOTS / "neuroai-model-card.png"), full_page=True)
+    keep_screenshot(page, "neuroai-model-card")

@@ -45,6 +45,22 @@ def test_batch_page_shows_not_assessed_instead_of_a_label(results, client_for, a
     assert "For reviewers: <span class=\"p-value\">P(tumor) = 0.410" in reviewer_page
 
 
+def test_a_not_assessed_images_heatmap_goes_to_reviewers_only(results, client_for, alice, bob):
+    """Like its probability: to a clinician a heatmap of a photograph or a CT slice would read as
+    where the model looked for a tumor. The assessed scan's heatmap stays open to both."""
+    batch_url = reverse("cases:batch", kwargs={"batch_id": results.batch.pk})
+    unassessed_view = reverse("cases:heatmap_view", args=[results.unassessed.public_id])
+    assessed_view = reverse("cases:heatmap_view", args=[results.assessed.public_id])
+    clinician, reviewer = client_for(alice), client_for(bob)
+    page = text(clinician.get(batch_url))
+    assert assessed_view in page and unassessed_view not in page
+    assert clinician.get(unassessed_view).status_code == 404
+    assert clinician.get(reverse("cases:heatmap", args=[results.unassessed.public_id])).status_code == 404
+    assert clinician.get(assessed_view).status_code == 200
+    assert unassessed_view in text(reviewer.get(batch_url))
+    assert reviewer.get(unassessed_view).status_code == 200
+
+
 def test_case_histories_show_the_state(results, client_for, alice, bob):
     detail = text(client_for(alice).get(reverse("cases:detail", kwargs={"case_id": results.case.pk})))
     assert detail.count(NOT_ASSESSED_TEXT) == 1 and reverse("model_card", args=[results.version.pk]) in detail

@@ -71,20 +71,12 @@ def test_unknown_ml_runtime_is_an_error_not_a_default():
     assert "ML_RUNTIME must be one of keras, bf16, auto" in result.stderr
 
 
-@pytest.mark.slow  # a manage.py process
-def test_worker_engine_uses_the_configured_runtime():
-    code = ("from classifier.engine import get_engine; import sys; sys.stdout.write(get_engine().runtime)")
-    result = manage("shell", "-c", code, **{**PRODUCTION_ENV, "ML_RUNTIME": "bf16"})
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith("bf16")
-
-
-@pytest.mark.slow  # a manage.py process
-def test_worker_engine_judges_images_with_the_configured_intake_limits():
-    code = ("from classifier.engine import get_engine; import sys; l = get_engine().limits; "
-            "sys.stdout.write(f'{l.min_side} {l.max_aspect} {l.work_budget_bytes} {l.max_pixels}')")
-    env = {**PRODUCTION_ENV, "UPLOAD_MIN_SIDE_PX": "100", "UPLOAD_MAX_ASPECT_RATIO": "3",
+@pytest.mark.slow  # a manage.py process that loads TensorFlow: one for both settings
+def test_worker_engine_takes_its_runtime_and_intake_limits_from_the_environment():
+    code = ("from classifier.engine import get_engine; import sys; e = get_engine(); l = e.limits; "
+            "sys.stdout.write(f'{e.runtime} {l.min_side} {l.max_aspect} {l.work_budget_bytes} {l.max_pixels}')")
+    env = {**PRODUCTION_ENV, "ML_RUNTIME": "bf16", "UPLOAD_MIN_SIDE_PX": "100", "UPLOAD_MAX_ASPECT_RATIO": "3",
            "IMAGE_WORK_BUDGET_MB": "300", "UPLOAD_MAX_PIXELS": "9000000"}
     result = manage("shell", "-c", code, **env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().endswith(f"100 3.0 {300 * 1024 * 1024} 9000000")
+    assert result.stdout.strip().endswith(f"bf16 100 3.0 {300 * 1024 * 1024} 9000000")

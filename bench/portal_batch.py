@@ -34,6 +34,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _scratch import drop_database, portal_environment, recreate_database
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = BASE_DIR.parent / "shared" / "datasets" / "brain-mri-navoneel"
 DB_NAME = "neuroai_bench"
@@ -55,34 +57,8 @@ def parse_args():
 
 
 def setup_environment(args, data_dir):
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DATABASE_URL=f"{args.pg}/{DB_NAME}",
-        CELERY_BROKER_URL=args.redis,
-        NEUROAI_DATA_DIR=str(data_dir),
-        DEBUG="false",
-        SECRET_KEY="bench-only-secret-key-" + "x" * 40,
-        ALLOWED_HOSTS="testserver,localhost",
-        SECURE_SSL_REDIRECT="false",
-        SESSION_COOKIE_SECURE="false",
-        CSRF_COOKIE_SECURE="false",
-        INFERENCE_BATCH_SIZE=str(args.batch_size),
-        TF_INTRA_OP_THREADS=str(args.threads),
-        TF_CPP_MIN_LOG_LEVEL="2",
-        LOG_LEVEL="WARNING",
-    )
-    (data_dir / "staticfiles").mkdir(parents=True, exist_ok=True)
-
-
-def recreate_database(args):
-    import psycopg2
-
-    conn = psycopg2.connect(f"{args.pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {DB_NAME}")
-    conn.close()
+    portal_environment(pg_url=args.pg, db_name=DB_NAME, broker_url=args.redis, data_dir=data_dir,
+                       INFERENCE_BATCH_SIZE=str(args.batch_size), TF_INTRA_OP_THREADS=str(args.threads))
 
 
 def generated_images(n, seed=0):
@@ -257,7 +233,7 @@ def main():
     sys.path.insert(0, str(BASE_DIR))
     data_dir = Path(tempfile.mkdtemp(prefix="neuroai-bench-"))
     setup_environment(args, data_dir)
-    recreate_database(args)
+    recreate_database(args.pg, DB_NAME)
     import django
 
     django.setup()
@@ -328,18 +304,8 @@ def main():
     connections.close_all()
     if not args.keep:
         shutil.rmtree(data_dir, ignore_errors=True)
-        recreate_database_drop(args)
+        drop_database(args.pg, DB_NAME)
     return 0 if stored == accepted and job.status == "succeeded" else 1
-
-
-def recreate_database_drop(args):
-    import psycopg2
-
-    conn = psycopg2.connect(f"{args.pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    conn.close()
 
 
 if __name__ == "__main__":

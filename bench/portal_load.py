@@ -48,6 +48,8 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
 
+from _scratch import drop_database, portal_environment, recreate_database  # noqa: E402
+
 DB_NAME = "neuroai_loadbench"
 PASSWORD = "load-bench-password-not-secret"
 PAGES = ("case list", "case page", "review history", "review queue", "scan page")
@@ -72,42 +74,8 @@ def parse_args():
 
 
 def setup_environment(args, data_dir):
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DATABASE_URL=f"{args.pg}/{DB_NAME}",
-        CELERY_BROKER_URL=args.redis,
-        NEUROAI_DATA_DIR=str(data_dir),
-        DEBUG="false",
-        SECRET_KEY="load-bench-only-secret-key-" + "x" * 40,
-        ALLOWED_HOSTS="127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        SESSION_COOKIE_SECURE="false",
-        CSRF_COOKIE_SECURE="false",
-        LOGIN_FAILURE_LIMIT="1000",
-        LOG_LEVEL="WARNING",
-    )
-    (data_dir / "staticfiles").mkdir(parents=True, exist_ok=True)
-
-
-def recreate_database(args):
-    import psycopg2
-
-    conn = psycopg2.connect(f"{args.pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {DB_NAME}")
-    conn.close()
-
-
-def drop_database(args):
-    import psycopg2
-
-    conn = psycopg2.connect(f"{args.pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    conn.close()
+    portal_environment(pg_url=args.pg, db_name=DB_NAME, broker_url=args.redis, data_dir=data_dir,
+                       SECRET_KEY="load-bench-only-secret-key-" + "x" * 40, LOGIN_FAILURE_LIMIT="1000")
 
 
 def _case(clinic, user, ref, n_scans, versions, now, reviewers, review_share, rng):
@@ -306,7 +274,7 @@ def main():
     setup_environment(args, data_dir)
     from _machine import loadavg, machine_info
 
-    recreate_database(args)
+    recreate_database(args.pg, DB_NAME)
     import django
 
     django.setup()
@@ -358,7 +326,7 @@ def main():
     for example in examples:
         print("error:", example)
     if not args.keep:
-        drop_database(args)
+        drop_database(args.pg, DB_NAME)
         shutil.rmtree(data_dir, ignore_errors=True)
     print(json.dumps({
         "bench": "portal_load", "users": args.users, "think_seconds": args.think, "seconds": args.seconds,

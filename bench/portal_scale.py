@@ -88,7 +88,7 @@ def run_one(args, storage):
         s3 = start_seaweedfs(data_dir / "s3")
         os.environ.update(s3.env())
         os.environ["S3_BUCKET"] = "neuroai-bench"
-    pb.recreate_database(args)
+    pb.recreate_database(args.pg, pb.DB_NAME)
     import django
 
     django.setup()
@@ -140,7 +140,7 @@ def run_one(args, storage):
         if s3:
             s3.stop()
         shutil.rmtree(data_dir, ignore_errors=True)
-        pb.recreate_database_drop(args)
+        pb.drop_database(args.pg, pb.DB_NAME)
     return {"storage": storage, "runs": results, "engine_images_per_s": round(engine, 2),
             "input_size": version.metadata.get("input_size"), "version": version.version}
 

@@ -36,6 +36,9 @@ from pathlib import Path
 BASE_DIR = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(BASE_DIR))
 sys.path.insert(0, str(BASE_DIR / "bench"))
+
+from _scratch import drop_database, portal_environment, recreate_database  # noqa: E402
+
 DB_NAME = "neuroai_bench_scale"
 CHUNK = 16
 SCAN_BYTES = 50 * 1024
@@ -52,27 +55,6 @@ def parse_args():
     parser.add_argument("--pg", default="postgres://postgres@127.0.0.1:5432")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/14")
     return parser.parse_args()
-
-
-def recreate_database(args):
-    import psycopg2
-
-    conn = psycopg2.connect(f"{args.pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-        cursor.execute(f"CREATE DATABASE {DB_NAME}")
-    conn.close()
-
-
-def drop_database(args):
-    import psycopg2
-
-    conn = psycopg2.connect(f"{args.pg}/postgres")
-    conn.autocommit = True
-    with conn.cursor() as cursor:
-        cursor.execute(f"DROP DATABASE IF EXISTS {DB_NAME} WITH (FORCE)")
-    conn.close()
 
 
 def in_threads(count, work):
@@ -266,20 +248,10 @@ def main():
     load_before = os.getloadavg()
     server = start_seaweedfs(workdir / "s3")
     try:
-        os.environ.update(
-            DJANGO_SETTINGS_MODULE="portal.settings",
-            DATABASE_URL=f"{args.pg}/{DB_NAME}",
-            CELERY_BROKER_URL=args.redis,
-            CELERY_BROKER_KEY_PREFIX=f"neuroai-bench-scale-{os.getpid()}:",
-            NEUROAI_DATA_DIR=str(workdir / "data"),
-            DEBUG="false",
-            SECRET_KEY="bench-only-secret-key-" + "x" * 40,
-            ALLOWED_HOSTS="testserver,localhost",
-            LOG_LEVEL="WARNING",
-            **server.env(),
-        )
+        portal_environment(pg_url=args.pg, db_name=DB_NAME, broker_url=args.redis, data_dir=workdir / "data",
+                           CELERY_BROKER_KEY_PREFIX=f"neuroai-bench-scale-{os.getpid()}:", **server.env())
         (workdir / "data" / "staticfiles").mkdir(parents=True, exist_ok=True)
-        recreate_database(args)
+        recreate_database(args.pg, DB_NAME)
         import django
 
         django.setup()
@@ -312,7 +284,7 @@ def main():
         except Exception:  # noqa: BLE001 -- leftovers under a prefix of their own
             pass
         try:
-            drop_database(args)
+            drop_database(args.pg, DB_NAME)
         except Exception:  # noqa: BLE001
             pass
 

@@ -73,7 +73,7 @@ def main():
     data_dir = Path(tempfile.mkdtemp(prefix="neuroai-bench-mem-"))
     pb.setup_environment(args, data_dir)
     os.environ.update(RELAXED)  # this process stores the strip as an accepted scan
-    pb.recreate_database(args)
+    pb.recreate_database(args.pg, pb.DB_NAME)
     import django
 
     django.setup()
@@ -161,7 +161,7 @@ def main():
 
     connections.close_all()
     shutil.rmtree(data_dir, ignore_errors=True)
-    pb.recreate_database_drop(args)
+    pb.drop_database(args.pg, pb.DB_NAME)
     return 0 if per_model == {"vgg16": args.good, "resnet50": args.good} else 1
 
 

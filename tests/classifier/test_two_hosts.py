@@ -3,6 +3,7 @@ different data directory share only PostgreSQL, Redis and the S3 server (Seaweed
 Upload, predictions, thumbnail, heatmap and model import all work, and the worker loads the
 model it fetched from the bucket by SHA-256, not a file from the web host's disk."""
 
+import shutil
 import tempfile
 import time
 import uuid
@@ -34,6 +35,7 @@ def _worker_host_process(s3_server, django_db_setup, django_db_blocker):
             yield worker, data_dir
         finally:
             worker.kill()  # nothing of it is kept
+            shutil.rmtree(data_dir, ignore_errors=True)
             with django_db_blocker.unblock():
                 close_other_connections()
 

@@ -386,6 +386,9 @@ CELERY_TASK_ROUTES = {
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 SWEEP_INTERVAL_SECONDS = env_int("SWEEP_INTERVAL_SECONDS", 60, minimum=1)
+# /healthz asks every worker which queues it reads and waits the whole inspect timeout (2 s)
+# for answers; each web process keeps the answer this long (0: ask on every request).
+HEALTH_WORKERS_CACHE_SECONDS = env_int("HEALTH_WORKERS_CACHE_SECONDS", 5, minimum=0)
 CELERY_BEAT_SCHEDULE = {
     "sweep-stalled-jobs": {
         "task": "classifier.tasks.sweep_stalled_jobs",

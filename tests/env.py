@@ -42,6 +42,8 @@ os.environ.setdefault(
 )
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("LOGIN_FAILURE_LIMIT", "5")
+# Tests start and stop workers: /healthz asks them afresh each time (test_healthz.py sets it).
+os.environ.setdefault("HEALTH_WORKERS_CACHE_SECONDS", "0")
 os.makedirs(os.path.join(os.environ["NEUROAI_DATA_DIR"], "staticfiles"), exist_ok=True)
 # Notifications: the worker writes e-mails to NEUROAI_DATA_DIR/mail; webhook retries are quick.
 os.environ.setdefault("EMAIL_BACKEND", "file")

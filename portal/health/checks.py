@@ -1,6 +1,8 @@
 """The readiness checks behind /healthz. Each returns (ok, details); details are for staff
 and the logs only (hosts, worker names and exception text never reach anonymous callers)."""
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -37,7 +39,27 @@ def required_queues() -> list[str]:
 
 
 def check_workers() -> Result:
-    """Some worker answers, and every queue has a consumer (a queue nobody reads piles up)."""
+    """Some worker answers, and every queue has a consumer (a queue nobody reads piles up).
+
+    The number of workers is unknown, so asking them waits the whole INSPECT_TIMEOUT_SECONDS
+    and every worker answers: the answer is kept HEALTH_WORKERS_CACHE_SECONDS in this process,
+    and requests that come meanwhile (a load balancer's probes, anyone polling this anonymous
+    URL) neither hold a web thread for seconds nor make the workers answer each of them."""
+    global _workers_answer
+    with _workers_lock:  # one question at a time; those waiting take its answer
+        kept_for = settings.HEALTH_WORKERS_CACHE_SECONDS
+        if _workers_answer is not None and time.monotonic() - _workers_answer[0] < kept_for:
+            return _workers_answer[1]
+        result = _ask_workers()
+        _workers_answer = (time.monotonic(), result)
+        return result
+
+
+_workers_lock = threading.Lock()
+_workers_answer: tuple[float, Result] | None = None
+
+
+def _ask_workers() -> Result:
     replies = celery_app.control.inspect(timeout=INSPECT_TIMEOUT_SECONDS).active_queues() or {}
     if not replies:
         return False, {"error": "no worker answered"}

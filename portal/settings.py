@@ -402,6 +402,24 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 
+# --- Cache ----------------------------------------------------------------------------
+# Django's cache holds the API's throttle counters: every web process must count the same
+# requests, or each gunicorn worker grants the whole rate again (3 workers: 3x the limit).
+# Redis where the broker is Redis (by default its server and database, under a key prefix of
+# its own; CACHE_URL names another, e.g. redis://redis:6379/1); memory:// keeps one cache per
+# process (the embedded defaults of `manage.py start`, one web process).
+_BROKER_IS_REDIS = CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+CACHE_URL = env_url("CACHE_URL", CELERY_BROKER_URL if _BROKER_IS_REDIS else "memory://",
+                    schemes={"redis", "rediss", "memory"})
+if CACHE_URL.startswith("memory://"):
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+else:
+    CACHES = {"default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": "neuroai-cache:" + (env_str("CELERY_BROKER_KEY_PREFIX") or ""),
+    }}
+
 # --- Metrics --------------------------------------------------------------------------
 # GET /metrics (Prometheus) answers only with "Authorization: Bearer <METRICS_TOKEN>";
 # unset, the endpoint does not exist.

@@ -183,14 +183,39 @@ def test_reviews_need_the_reviewer_role(alice, bob, alice_key, clinic_a, vgg16_m
 
 
 def test_throttling_answers_429(alice, alice_key, settings):
-    settings.API_THROTTLE_USER = "3/minute"
-    from django.core.cache import cache
-
-    cache.clear()
+    settings.API_THROTTLE_USER = "3/minute"  # counted per user: this test's alice is new to the cache
     client = api(alice_key)
     codes = [client.get("/api/v1/model-versions/").status_code for _ in range(5)]
     assert codes[:3] == [200, 200, 200] and codes[3] == 429
     assert "Retry-After" in client.get("/api/v1/model-versions/")
+
+
+SUBPROCESS_REQUESTS = """
+import os
+from django.test import Client
+client = Client(HTTP_AUTHORIZATION="Token " + os.environ["THROTTLE_TEST_KEY"])
+print([client.get("/api/v1/model-versions/").status_code for _ in range(2)])
+"""
+
+
+@pytest.mark.slow  # a second web process
+def test_throttle_counts_are_shared_by_every_web_process(transactional_db, alice, alice_key, settings):
+    """gunicorn serves the API from several processes: a process counting alone (a per-process
+    cache) granted each client the whole rate again in every one of them."""
+    import subprocess
+    import sys
+
+    from tests.fixtures.worker import BASE_DIR, worker_env
+
+    settings.API_THROTTLE_USER = "3/minute"
+    client = api(alice_key)
+    assert [client.get("/api/v1/model-versions/").status_code for _ in range(2)] == [200, 200]
+    # this test database and cache prefix; the key in the environment, not on a command line
+    env = {**worker_env(), "API_THROTTLE_USER": "3/minute", "THROTTLE_TEST_KEY": alice_key}
+    other = subprocess.run([sys.executable, "manage.py", "shell", "-c", SUBPROCESS_REQUESTS],
+                           cwd=BASE_DIR, env=env, capture_output=True, text=True, timeout=120)
+    assert other.returncode == 0, other.stderr
+    assert other.stdout.strip().splitlines()[-1] == "[200, 429]"  # the third request of the minute, then over
 
 
 def test_schema_and_docs_are_served_without_outside_assets(client_for, alice):

@@ -31,19 +31,19 @@ def drop_database(pg_url: str, name: str) -> None:
 def portal_environment(*, pg_url: str, db_name: str, broker_url: str, data_dir: Path, **extra: str) -> None:
     """Settings as in production (DEBUG off, quiet logs) on plain HTTP, for this process and
     the web or worker processes it starts; ``extra`` adds or overrides variables."""
-    os.environ.update(
-        DJANGO_SETTINGS_MODULE="portal.settings",
-        DATABASE_URL=f"{pg_url}/{db_name}",
-        CELERY_BROKER_URL=broker_url,
-        NEUROAI_DATA_DIR=str(data_dir),
-        DEBUG="false",
-        SECRET_KEY="bench-only-secret-key-" + "x" * 40,
-        ALLOWED_HOSTS="testserver,127.0.0.1,localhost",
-        SECURE_SSL_REDIRECT="false",
-        SESSION_COOKIE_SECURE="false",
-        CSRF_COOKIE_SECURE="false",
-        TF_CPP_MIN_LOG_LEVEL="2",
-        LOG_LEVEL="WARNING",
+    os.environ.update({
+        "DJANGO_SETTINGS_MODULE": "portal.settings",
+        "DATABASE_URL": f"{pg_url}/{db_name}",
+        "CELERY_BROKER_URL": broker_url,
+        "NEUROAI_DATA_DIR": str(data_dir),
+        "DEBUG": "false",
+        "SECRET_KEY": "bench-only-secret-key-" + "x" * 40,
+        "ALLOWED_HOSTS": "testserver,127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+        "LOG_LEVEL": "WARNING",
         **extra,
-    )
+    })
     (Path(data_dir) / "staticfiles").mkdir(parents=True, exist_ok=True)

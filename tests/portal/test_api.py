@@ -190,6 +190,20 @@ def test_throttling_answers_429(alice, alice_key, settings):
     assert "Retry-After" in client.get("/api/v1/model-versions/")
 
 
+def test_an_unreachable_cache_lets_api_requests_through_with_a_warning(alice, alice_key, settings, caplog):
+    """The throttle counters are in Redis: while it is away, results are still served."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
+                                   "LOCATION": f"redis://127.0.0.1:{port}/0"}}
+    response = api(alice_key).get("/api/v1/model-versions/")
+    assert response.status_code == 200
+    assert "API throttle API_THROTTLE_USER not applied: the cache is unreachable" in caplog.text
+
+
 SUBPROCESS_REQUESTS = """
 import os
 from django.test import Client

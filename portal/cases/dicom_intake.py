@@ -6,6 +6,11 @@ is reduced to a keyed hash, a multi-frame object becomes one scan per frame, and
 is de-identified (``portal.cases.deidentify``) before anything is stored. Only the
 de-identified bytes ever reach storage.
 
+What one upload may become is bounded as a whole (:class:`UploadBudget`): at most
+``UPLOAD_MAX_FILES`` scans once its archives are unpacked and its multi-frame objects split,
+and at most ``DICOM_ZIP_MAX_BYTES`` of de-identified DICOM held until it is stored. Past
+either, the upload is refused whole; each archive is also bounded on its own.
+
 Patients are never mixed: an upload whose DICOM files name two patients is refused as a
 whole (:class:`UploadRefused`); a case holds the patient of its first DICOM upload, and a
 later file of another patient is refused, one by one.
@@ -19,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
-from django.template.defaultfilters import pluralize
+from django.template.defaultfilters import filesizeformat, pluralize
 from pydicom.dataset import Dataset
 
 from ml.dicom import (
@@ -55,6 +60,36 @@ class UploadRefused(Exception):
         self.message = message
 
 
+class UploadBudget:
+    """Counts what one upload expands to; :class:`UploadRefused` once it is past the limits.
+    The request's own limits bound what is sent; this bounds what it unpacks to (many zips
+    or multi-frame objects in one request would otherwise multiply the per-file limits)."""
+
+    def __init__(self) -> None:
+        self.max_scans = settings.UPLOAD_MAX_FILES
+        self.max_bytes = settings.DICOM_ZIP_MAX_BYTES
+        self.scans = 0
+        self.bytes = 0
+
+    def take_scans(self, count: int) -> None:
+        self.scans += count
+        if self.scans > self.max_scans:
+            raise UploadRefused(
+                f"This upload holds more than {self.max_scans} scans once its archives are unpacked and "
+                f"its multi-frame DICOM files split into slices; one upload takes at most {self.max_scans}. "
+                "It was refused as a whole and nothing was stored: upload it in several parts."
+            )
+
+    def take_bytes(self, count: int) -> None:
+        self.bytes += count
+        if self.bytes > self.max_bytes:
+            size = filesizeformat(self.max_bytes).replace("\xa0", " ")
+            raise UploadRefused(
+                f"This upload's DICOM data comes to more than {size} once unpacked; one upload takes "
+                f"at most {size}. It was refused as a whole and nothing was stored: upload it in several parts."
+            )
+
+
 def archive_limits() -> ArchiveLimits:
     return ArchiveLimits(
         max_entries=settings.UPLOAD_MAX_FILES,
@@ -82,11 +117,13 @@ def _rejected(make: "MakeChecked", name: str, size: int, reason: str) -> "Checke
 
 
 class DicomIntake:
-    """One per upload: it de-identifies every object with the case's clinic pseudonyms."""
+    """One per upload: it de-identifies every object with the case's clinic pseudonyms and
+    charges every scan it makes, and the bytes it keeps, to the upload's budget."""
 
-    def __init__(self, clinic_id: Any, make_checked: "MakeChecked") -> None:
+    def __init__(self, clinic_id: Any, make_checked: "MakeChecked", budget: UploadBudget) -> None:
         self.clinic_id = clinic_id
         self.make = make_checked  # CheckedFile factory (keyword arguments)
+        self.budget = budget
         self._deidentifier: Deidentifier | None = None
 
     @property
@@ -96,7 +133,8 @@ class DicomIntake:
         return self._deidentifier
 
     def expand(self, upload: UploadedFile, name: str, limits: IntakeLimits) -> "list[CheckedFile]":
-        """Every scan in one uploaded file (a DICOM object or a zip of them)."""
+        """Every scan in one uploaded file (a DICOM object or a zip of them), which the
+        budget has counted as one scan already."""
         size = upload.size or 0
         head = peek(upload)
         if is_zip(head):
@@ -107,8 +145,11 @@ class DicomIntake:
                 entries = unpack(upload.read(), archive_limits())
             except ArchiveRefused as exc:
                 return [_rejected(self.make, name, size, exc.reason)]
+            self.budget.take_scans(len(entries) - 1)  # the zip was counted as one; each entry gives one or more
             out = []
-            for entry_name, data in entries:
+            entries.reverse()
+            while entries:  # each entry's bytes are let go once it is read
+                entry_name, data = entries.pop()
                 shown = f"{name}/{entry_name}"[:255]
                 if not is_dicom(data):
                     out.append(_rejected(self.make, shown, len(data),
@@ -121,12 +162,19 @@ class DicomIntake:
         return self.dicom(name, upload.read(), limits)
 
     def dicom(self, name: str, data: bytes, limits: IntakeLimits) -> "list[CheckedFile]":
+        """The scans of one DICOM object (counted as one scan before it was read)."""
         try:
             ds = read_dataset(data)
             check_dataset(ds, max_pixels=limits.max_pixels, max_frames=settings.DICOM_MAX_FRAMES)
             check_intake_limits(ds, len(data), limits)
+        except (DicomRejected, ImageRejected) as exc:
+            return [_rejected(self.make, name, len(data), exc.reason)]
+        extra_scans = frame_count(ds) - 1
+        self.budget.take_scans(extra_scans)  # before any frame is decoded
+        try:
             frames = frames_to_rgb(ds)  # decodes every frame: a file that cannot be read is refused now
         except (DicomRejected, ImageRejected) as exc:
+            self.budget.take_scans(-extra_scans)  # one scan after all: the refused file
             return [_rejected(self.make, name, len(data), exc.reason)]
         patient = PatientIdentity.of(ds, self.clinic_id)
         info = series_info(ds)
@@ -140,6 +188,7 @@ class DicomIntake:
                 out.append(_rejected(self.make, shown, 0, exc.reason))
                 continue
             content = self.deidentifier.deidentify(single)
+            self.budget.take_bytes(len(content))  # kept in memory until the upload is stored
             out.append(self.make(
                 name=shown, size=len(content), sha256=hashlib.sha256(content).hexdigest(),
                 format="DICOM", width=frame.image.width, height=frame.image.height, content=content,

@@ -125,13 +125,16 @@ def check_file(upload: UploadedFile, position: int, limits: IntakeLimits) -> Che
 
 def check_files(uploads: Iterable[UploadedFile], case: Case) -> list[CheckedFile]:
     """Every scan in ``uploads`` (a DICOM zip gives many), numbered in order; an upload
-    mixing two patients raises ``UploadRefused`` (see ``portal.cases.dicom_intake``)."""
-    from portal.cases.dicom_intake import DicomIntake, peek, refuse_mixed_patients, wants_expansion
+    mixing two patients, or expanding past the limits of one upload, raises ``UploadRefused``
+    (see ``portal.cases.dicom_intake``)."""
+    from portal.cases.dicom_intake import DicomIntake, UploadBudget, peek, refuse_mixed_patients, wants_expansion
 
     limits = intake_limits()
-    dicom = DicomIntake(case.clinic_id, lambda **kw: CheckedFile(upload=None, position=0, **kw))
+    budget = UploadBudget()
+    dicom = DicomIntake(case.clinic_id, lambda **kw: CheckedFile(upload=None, position=0, **kw), budget)
     checked: list[CheckedFile] = []
     for upload in uploads:
+        budget.take_scans(1)  # a zip or a multi-frame object adds the rest of its scans
         if wants_expansion(peek(upload)):
             checked += dicom.expand(upload, display_name(upload), limits)
         else:

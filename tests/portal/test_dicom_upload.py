@@ -188,6 +188,56 @@ def test_upload_mixing_two_patients_is_refused_whole(client_for, alice, case, vg
     assert not media.exists() or not any(path.is_file() for path in media.rglob("*"))
 
 
+def _nothing_recorded(case, settings):
+    from portal.cases.models import Batch
+
+    media = settings.MEDIA_ROOT / "scans" / str(case.clinic_id)
+    assert not Batch.objects.filter(case=case).exists()
+    assert not media.exists() or not any(path.is_file() for path in media.rglob("*"))
+
+
+def _series_zip(name, series, count):
+    entries = [(f"IM{i}", make_mr_dicom(instance=i, seed=100 * series + i)) for i in range(count)]
+    return SimpleUploadedFile(name, make_zip(entries))
+
+
+def test_scans_of_several_zips_count_together_against_one_uploads_limit(client_for, alice, case, vgg16_model,
+                                                                          settings):
+    """Each zip may hold UPLOAD_MAX_FILES entries; an upload of many zips is still one upload."""
+    from portal.cases.models import Batch
+
+    settings.UPLOAD_MAX_FILES = settings.DATA_UPLOAD_MAX_NUMBER_FILES = 8
+    response = upload(client_for(alice), case, [_series_zip(f"s{k}.zip", k, 3) for k in range(3)])  # 9 scans
+    assert response.status_code == 400
+    assert "more than 8 scans once its archives are unpacked" in response.content.decode()
+    _nothing_recorded(case, settings)
+    settings.UPLOAD_MAX_FILES = settings.DATA_UPLOAD_MAX_NUMBER_FILES = 9  # exactly the limit: taken
+    assert upload(client_for(alice), case, [_series_zip(f"s{k}.zip", k, 3) for k in range(3)]).status_code == 302
+    assert Batch.objects.get(case=case).accepted_count == 9
+
+
+def test_frames_count_as_scans_before_they_are_decoded(client_for, alice, case, vgg16_model, settings):
+    settings.UPLOAD_MAX_FILES = settings.DATA_UPLOAD_MAX_NUMBER_FILES = 5
+    files = [dcm(f"cine{k}.dcm", frames=3, seed=k) for k in range(2)]  # 2 files, 6 scans
+    response = upload(client_for(alice), case, files)
+    assert response.status_code == 400 and "more than 5 scans" in response.content.decode()
+    _nothing_recorded(case, settings)
+
+
+def test_dicom_bytes_of_one_upload_are_bounded_across_its_zips(client_for, alice, case, vgg16_model, settings):
+    """What an upload keeps in memory until it is stored (its de-identified DICOM) is bounded
+    as a whole, not per zip: two zips that each fit refuse the upload together."""
+    from portal.cases.models import Batch
+
+    settings.DICOM_ZIP_MAX_BYTES = 5 * len(make_mr_dicom())  # each zip of 3 fits; 6 scans do not
+    response = upload(client_for(alice), case, [_series_zip(f"s{k}.zip", k, 3) for k in range(2)])
+    assert response.status_code == 400
+    assert "DICOM data comes to more than 45.0 KB once unpacked" in response.content.decode()
+    _nothing_recorded(case, settings)
+    assert upload(client_for(alice), case, [_series_zip("s0.zip", 0, 3)]).status_code == 302
+    assert Batch.objects.get(case=case).accepted_count == 3
+
+
 def test_same_patient_in_two_clinics_gets_unrelated_hashes(clinic_a, clinic_b, alice, mallory):
     from portal.cases.deidentify import PatientIdentity
 

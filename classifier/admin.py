@@ -210,11 +210,12 @@ class ModelVersionAdmin(ReadOnlyAdminMixin, admin.ModelAdmin):
         return TemplateResponse(request, "admin/classifier/modelversion/import.html", context)
 
     def plot_view(self, request: HttpRequest, pk: int, kind: str) -> FileResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied
         from classifier.registry import plot_response
 
-        return plot_response(get_object_or_404(ModelVersion, pk=pk), kind)
+        version = get_object_or_404(ModelVersion, pk=pk)
+        if not self.has_view_permission(request, version):
+            raise PermissionDenied
+        return plot_response(version, kind)
 
     def get_actions(self, request: HttpRequest) -> dict[str, Any]:
         actions = super().get_actions(request)
@@ -468,9 +469,9 @@ class TrainingRunAdmin(admin.ModelAdmin):
         return TemplateResponse(request, "admin/classifier/trainingrun/start.html", context)
 
     def status_view(self, request: HttpRequest, pk: int) -> JsonResponse:
-        if not request.user.is_staff:
-            raise PermissionDenied
         run = get_object_or_404(TrainingRun, pk=pk)
+        if not self.has_view_permission(request, run):
+            raise PermissionDenied
         return JsonResponse(
             {
                 "status": run.status,

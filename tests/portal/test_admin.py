@@ -106,3 +106,27 @@ def test_job_actions_need_the_change_permission(client_for, records):
     page = client_for(staff).get(reverse("admin:classifier_predictionjob_changelist"))
     assert page.status_code == 200
     assert 'value="requeue"' not in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_json_and_plot_views_need_the_models_view_permission(client_for):
+    """A training run's status and log, and a version's plots, follow the admin's own view
+    permission, as its changelists do: being staff is not enough."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Permission
+
+    from classifier.models import TrainingRun
+
+    run = TrainingRun.objects.create(architecture="vgg16", log="reviewed scans of clinic A: 42")
+    version = model_version()
+    status = reverse("admin:classifier_trainingrun_status", args=[run.pk])
+    plot = reverse("admin:classifier_modelversion_plot", args=[version.pk, "roc"])
+    staff = get_user_model().objects.create_user("bare-staff", is_staff=True)
+    client = client_for(staff)
+    assert client.get(reverse("admin:classifier_trainingrun_changelist")).status_code == 403
+    assert client.get(status).status_code == 403
+    assert client.get(plot).status_code == 403
+    staff.user_permissions.add(*Permission.objects.filter(codename__in=["view_trainingrun", "view_modelversion"]))
+    client = client_for(get_user_model().objects.get(pk=staff.pk))
+    assert client.get(status).json()["log"] == "reviewed scans of clinic A: 42"
+    assert client.get(plot).status_code == 404  # allowed; this version has no ROC plot

@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from classifier.models import Label, ModelVersion, Prediction, Review
 from classifier.models.predictions import NOT_ASSESSED_TEXT
+from portal.accounts.access import CAN_REVIEW
 from portal.accounts.models import Clinic
 from portal.cases.models import Batch, Case, Scan
 from portal.cases.refs import has_control_characters, normalize_patient_ref
@@ -106,6 +107,23 @@ class PredictionSerializer(serializers.ModelSerializer):
         model = Prediction
         fields = ["id", "scan", "scan_name", "model_version", "probability", "label", "threshold",
                   "assessed", "error", "gate", "round", "created_at"]
+
+    def to_representation(self, instance: Prediction) -> dict[str, Any]:
+        data = super().to_representation(instance)
+        if not instance.assessed and not self._reviews_in(instance.scan.case.clinic_id):
+            data["probability"] = None  # as on the pages: a not-assessed image's P(tumor) is for reviewers
+        return data
+
+    def _reviews_in(self, clinic_id: Any) -> bool:
+        """Whether the requesting user reviews in that clinic (the clinics are read once per response)."""
+        request = self.context.get("request")
+        if request is None:
+            return False
+        if "reviewing_clinics" not in self.context:
+            self.context["reviewing_clinics"] = set(
+                Clinic.objects.where_role(request.user, CAN_REVIEW).values_list("pk", flat=True)
+            )
+        return clinic_id in self.context["reviewing_clinics"]
 
     def get_gate(self, prediction: Prediction) -> dict[str, Any] | None:
         """The activation gate's verdict (``assessed``: False when the image does not look

@@ -157,7 +157,7 @@ class BatchPredictions(generics.ListAPIView):
         batch = get_for(_user(self.request), Batch.objects, pk=self.kwargs["batch_id"])
         record(self.request, AuditEvent.Action.CASE_VIEW, obj=batch.case, clinic=batch.case.clinic,
                batch=str(batch.pk), via="api")
-        return (Prediction.objects.filter(scan__batch=batch).select_related("scan", "model_version")
+        return (Prediction.objects.filter(scan__batch=batch).select_related("scan__case", "model_version")
                 .order_by("scan__position", "model_version__architecture", "created_at"))
 
 
@@ -169,7 +169,7 @@ class PredictionDetail(APIView):
     @extend_schema(responses=PredictionSerializer)
     def get(self, request: Request, prediction_id: str) -> Response:
         prediction = _get_prediction(_user(request), prediction_id)
-        return Response(PredictionSerializer(prediction).data)
+        return Response(PredictionSerializer(prediction, context={"request": request}).data)
 
 
 class PredictionReviews(generics.ListAPIView):
@@ -211,7 +211,7 @@ class ReviewQueue(generics.ListAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Prediction.objects.none()
         require_role(_user(self.request), CAN_REVIEW, message="Your role does not allow reviewing.")
-        return lowest_confidence_first(review_queue(_user(self.request)).select_related("scan", "model_version"))
+        return lowest_confidence_first(review_queue(_user(self.request)).select_related("scan__case", "model_version"))
 
 
 class ModelVersionList(generics.ListAPIView):

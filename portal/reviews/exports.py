@@ -17,7 +17,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET
 
 from classifier.models import NOT_ASSESSED_TEXT, Prediction
-from portal.accounts.access import CAN_ADMINISTER, CAN_UPLOAD, get_for
+from portal.accounts.access import CAN_ADMINISTER, CAN_REVIEW, CAN_UPLOAD, get_for, has_role
 from portal.accounts.models import Clinic
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
@@ -82,21 +82,27 @@ class _Echo:
 
 
 _LABEL = HEADER.index("predicted_label")
+_PROBABILITY = HEADER.index("probability_tumor")
 _ASSESSED = HEADER.index("assessed")
 
 
-def stream_rows(queryset: QuerySet[Prediction, tuple[Any, ...]]) -> Iterator[str]:
+def stream_rows(queryset: QuerySet[Prediction, tuple[Any, ...]], reviewer: bool) -> Iterator[str]:
+    """``reviewer``: whether the reader reviews in the clinic, and so sees the probability of
+    an image the model did not assess (as on the pages)."""
     writer = csv.writer(_Echo())
     yield writer.writerow(HEADER)
     for row in queryset.iterator(chunk_size=CHUNK_SIZE):
         values = list(row)
         if values[_ASSESSED] is False:  # never an empty label that reads like "no finding"
             values[_LABEL] = NOT_ASSESSED_TEXT
+            if not reviewer:
+                values[_PROBABILITY] = None
         yield writer.writerow([cell(value) for value in values])
 
 
-def csv_response(queryset: QuerySet[Prediction, tuple[Any, ...]], filename: str) -> StreamingHttpResponse:
-    response = StreamingHttpResponse(stream_rows(queryset), content_type="text/csv; charset=utf-8")
+def csv_response(queryset: QuerySet[Prediction, tuple[Any, ...]], filename: str,
+                 reviewer: bool) -> StreamingHttpResponse:
+    response = StreamingHttpResponse(stream_rows(queryset, reviewer), content_type="text/csv; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
     response["Cache-Control"] = "private, no-store"
     return response
@@ -112,7 +118,8 @@ def export_case(request: AuthenticatedRequest, case_id: UUID) -> StreamingHttpRe
     """Any member of the case's clinic may export the case they can already see."""
     case = get_for(request.user, Case.objects, pk=case_id, roles=CAN_UPLOAD)
     record(request, AuditEvent.Action.EXPORT, obj=case, clinic=case.clinic, scope="case")
-    return csv_response(export_queryset(scan__case=case), f"case-{case.pk}-{_stamp()}.csv")
+    return csv_response(export_queryset(scan__case=case), f"case-{case.pk}-{_stamp()}.csv",
+                        reviewer=has_role(request.user, case.clinic, CAN_REVIEW))
 
 
 @login_required
@@ -122,5 +129,5 @@ def export_clinic(request: AuthenticatedRequest, clinic_id: UUID) -> StreamingHt
     clinic = get_for(request.user, Clinic.objects, pk=clinic_id, roles=CAN_ADMINISTER)
     record(request, AuditEvent.Action.EXPORT, obj=clinic, clinic=clinic, scope="clinic")
     return csv_response(
-        export_queryset(scan__case__clinic=clinic), f"clinic-{clinic.slug}-{_stamp()}.csv"
+        export_queryset(scan__case__clinic=clinic), f"clinic-{clinic.slug}-{_stamp()}.csv", reviewer=True
     )

@@ -1,6 +1,6 @@
 """A prediction the model did not assess (its OOD gate: the image does not look like the brain
 MRI slices it was trained on) shows "Not assessed: ..." instead of a label wherever results
-show: batch page, case history, review queue and page, exports. Reviewers still see its
+show: batch page, case history, review queue and page, exports, API. Only reviewers see its
 P(tumor); it stays in the review queue; every result says what P(tumor) is and links to the
 model card. (Display from stored predictions; the worker stores what ml's ImagePrediction says.)"""
 
@@ -95,14 +95,46 @@ def test_agreement_leaves_out_reviews_of_unassessed_predictions(results, bob, ca
     assert '<td class="n">1</td>' in page and '<td class="confirmed">1</td>' in page
 
 
-def test_export_says_not_assessed_rather_than_an_empty_label(results, client_for, alice):
-    response = client_for(alice).get(reverse("reviews:export_case", args=[results.case.pk]))
-    rows = list(csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode())))
-    by_id = {row["prediction_id"]: row for row in rows}
+def _exported(client, case):
+    response = client.get(reverse("reviews:export_case", args=[case.pk]))
+    rows = csv.DictReader(io.StringIO(b"".join(response.streaming_content).decode()))
+    return {row["prediction_id"]: row for row in rows}
+
+
+def test_export_says_not_assessed_rather_than_an_empty_label(results, client_for, alice, bob):
+    """And, as on the pages, only a reviewer's export carries the unassessed image's P(tumor)."""
+    by_id = _exported(client_for(alice), results.case)
     gone = by_id[str(results.unassessed.public_id)]
     assert (gone["predicted_label"], gone["assessed"], gone["ood_score"]) == (NOT_ASSESSED_TEXT, "False", "9.1")
-    assert gone["probability_tumor"] == "0.41"
+    assert gone["probability_tumor"] == ""
     assert by_id[str(results.assessed.public_id)]["predicted_label"] == "no_tumor"
+    assert by_id[str(results.assessed.public_id)]["probability_tumor"] == "0.012"
+    assert _exported(client_for(bob), results.case)[str(results.unassessed.public_id)]["probability_tumor"] == "0.41"
+
+
+def test_the_api_gives_an_unassessed_images_probability_to_reviewers_only(results, alice, bob):
+    from django.test import Client
+
+    from portal.api.models import ApiToken
+
+    def prediction_of(user, url):
+        client = Client(HTTP_AUTHORIZATION=f"Token {ApiToken.issue(user, 'script')[1]}")
+        response = client.get(url)
+        assert response.status_code == 200
+        body = response.json()
+        rows = body["results"] if "results" in body else [body]
+        return {row["id"]: row for row in rows}
+
+    detail = f"/api/v1/predictions/{results.unassessed.public_id}/"
+    listing = f"/api/v1/batches/{results.batch.pk}/predictions/"
+    gone, kept = str(results.unassessed.public_id), str(results.assessed.public_id)
+    for url in (detail, listing):
+        clinician = prediction_of(alice, url)
+        assert clinician[gone]["probability"] is None and clinician[gone]["label"] in ("", None)
+        assert clinician[gone]["gate"]["assessed"] is False
+        assert prediction_of(bob, url)[gone]["probability"] == 0.41
+    assert prediction_of(alice, listing)[kept]["probability"] == 0.012
+    assert prediction_of(bob, "/api/v1/reviews/queue/")[gone]["probability"] == 0.41
 
 
 def test_the_worker_stores_the_gate_fields_of_each_result(clinic_a, alice):

@@ -108,6 +108,8 @@ class PredictionSerializer(serializers.ModelSerializer):
         fields = ["id", "scan", "scan_name", "model_version", "probability", "label", "threshold",
                   "assessed", "error", "gate", "round", "created_at"]
 
+    _reviewing_clinics: set[Any] | None = None
+
     def to_representation(self, instance: Prediction) -> dict[str, Any]:
         data = super().to_representation(instance)
         if not instance.assessed and not self._reviews_in(instance.scan.case.clinic_id):
@@ -119,11 +121,11 @@ class PredictionSerializer(serializers.ModelSerializer):
         request = self.context.get("request")
         if request is None:
             return False
-        if "reviewing_clinics" not in self.context:
-            self.context["reviewing_clinics"] = set(
+        if self._reviewing_clinics is None:  # a list's rows share one child serializer
+            self._reviewing_clinics = set(
                 Clinic.objects.where_role(request.user, CAN_REVIEW).values_list("pk", flat=True)
             )
-        return clinic_id in self.context["reviewing_clinics"]
+        return clinic_id in self._reviewing_clinics
 
     def get_gate(self, prediction: Prediction) -> dict[str, Any] | None:
         """The activation gate's verdict (``assessed``: False when the image does not look

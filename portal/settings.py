@@ -129,6 +129,7 @@ AUTH_PASSWORD_VALIDATORS = [
     },
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+    {"NAME": "portal.api.password_change.RevokeApiTokensOnPasswordChange"},  # refuses nothing
 ]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "cases:list"

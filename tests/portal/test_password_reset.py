@@ -89,3 +89,16 @@ def test_a_completed_reset_lifts_a_lock_out_of_that_account(alice, settings):
     page = client.get(link, follow=True)
     client.post(page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
     assert login("alice", NEW_PASSWORD)
+
+
+def test_a_completed_reset_revokes_the_accounts_api_tokens(alice):
+    from portal.api.models import ApiToken
+
+    key = ApiToken.issue(alice, "made by whoever held the account")[1]
+    request_reset("alice@example.org")
+    link = re.search(r"http://testserver(/accounts/password/reset/\S+/\S+/)", mail.outbox[0].body).group(1)
+    client = Client()
+    page = client.get(link, follow=True)
+    client.post(page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    assert login("alice", NEW_PASSWORD)
+    assert Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/cases/").status_code == 401

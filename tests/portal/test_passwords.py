@@ -39,3 +39,49 @@ def test_the_change_password_page_refuses_summer2026(client_for, alice):
     assert "at least 12 characters" in response.content.decode()
     alice.refresh_from_db()
     assert alice.check_password(PASSWORD)
+
+
+def _api_status(key):
+    from django.test import Client
+
+    return Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/cases/").status_code
+
+
+def test_a_new_password_revokes_the_users_api_tokens(client_for, alice, bob, root):
+    """Whoever held the account could have made a token; a new password (change form, reset
+    link or an administrator's password form) ends it, as it ends their other sessions."""
+    from portal.api.models import ApiToken
+    from portal.audit.models import AuditEvent
+
+    key = ApiToken.issue(alice, "script")[1]
+    bobs_key = ApiToken.issue(bob, "other user")[1]
+    client = client_for(alice)
+    url = reverse("password_change")
+    client.post(url, {"old_password": PASSWORD, "new_password1": "tidal-orbit-lantern-91",
+                      "new_password2": "tidal-orbit-lantern-91", "csrfmiddlewaretoken": csrf_token(client.get(url))})
+    assert _api_status(key) == 401
+    assert _api_status(bobs_key) == 200
+    event = AuditEvent.objects.get(action="api_token_revoked")
+    assert (event.actor, event.extra["reason"]) == (alice, "password changed")
+
+    key = ApiToken.issue(alice, "new script")[1]  # a token made after the change works
+    assert _api_status(key) == 200
+    admin = client_for(root)
+    url = reverse("admin:auth_user_password_change", args=[alice.pk])
+    admin.post(url, {"password1": "amber-quarry-nimbus-42", "password2": "amber-quarry-nimbus-42",
+                     "usable_password": "true", "csrfmiddlewaretoken": csrf_token(admin.get(url))})
+    alice.refresh_from_db()
+    assert alice.check_password("amber-quarry-nimbus-42")
+    assert _api_status(key) == 401
+
+
+def test_signing_in_keeps_the_api_tokens(alice):
+    from django.test import Client
+
+    from portal.api.models import ApiToken
+
+    key = ApiToken.issue(alice, "script")[1]
+    client = Client()
+    client.post(reverse("login"), {"username": "alice", "password": PASSWORD})
+    assert "_auth_user_id" in client.session
+    assert _api_status(key) == 200

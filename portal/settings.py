@@ -151,6 +151,9 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"], "ip_address", "username"]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_IPWARE_PROXY_COUNT = env_int("PROXY_COUNT", 0, minimum=0)
+# Password-reset e-mails (portal.accounts.reset_throttle): per account, and per client address.
+PASSWORD_RESET_MAILS_PER_HOUR = env_int("PASSWORD_RESET_MAILS_PER_HOUR", 5, minimum=1)
+PASSWORD_RESET_REQUESTS_PER_HOUR = env_int("PASSWORD_RESET_REQUESTS_PER_HOUR", 30, minimum=1)
 
 # Second factor (django-otp): TOTP apps plus single-use recovery codes. MFA_REQUIRED_FOR names
 # who must enrol: any of admin (clinic admins), superuser, staff; or all; or none. Everyone

@@ -18,7 +18,7 @@ from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import PasswordResetForm, SetPasswordForm
 from django.contrib.auth.models import User
 from django.db import transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.template.defaultfilters import pluralize
 from django.urls import reverse, reverse_lazy
@@ -34,6 +34,7 @@ from django_otp.qr import write_qrcode_image
 
 from portal.accounts.forms import CodeForm
 from portal.accounts.mfa import has_confirmed_device, second_factor_verified
+from portal.accounts.reset_throttle import reset_allowed
 from portal.accounts.throttle import clear_account_failures, remember_device
 from portal.audit.log import record
 from portal.audit.models import AuditEvent
@@ -201,15 +202,19 @@ def mfa_recovery_codes(request: AuthenticatedRequest) -> HttpResponse:
 
 class PasswordResetView(auth_views.PasswordResetView):
     """Always answers "sent if the address is known": the page never tells whether an
-    address has an account."""
+    address has an account, nor whether the rate limit (``reset_throttle``) held the mail back."""
 
     def form_valid(self, form: PasswordResetForm) -> HttpResponse:
         email = form.cleaned_data["email"]
         users = list(form.get_users(email))
+        allowed = reset_allowed(self.request, email, [user.pk for user in users])
+        limited: dict[str, Any] = {} if allowed else {"rate_limited": True}  # no mail; the same answer
         for user in users:
-            record(self.request, AuditEvent.Action.PASSWORD_RESET_REQUESTED, actor=user)
+            record(self.request, AuditEvent.Action.PASSWORD_RESET_REQUESTED, actor=user, **limited)
         if not users:
-            record(self.request, AuditEvent.Action.PASSWORD_RESET_REQUESTED, actor=None, email=email[:254])
+            record(self.request, AuditEvent.Action.PASSWORD_RESET_REQUESTED, actor=None, email=email[:254], **limited)
+        if not allowed:
+            return HttpResponseRedirect(self.get_success_url())
         return super().form_valid(form)
 
 

@@ -102,3 +102,30 @@ def test_a_completed_reset_revokes_the_accounts_api_tokens(alice):
     client.post(page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
     assert login("alice", NEW_PASSWORD)
     assert Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/cases/").status_code == 401
+
+
+def test_reset_mails_are_rate_limited_without_telling(alice, settings):
+    """Nobody can flood a mailbox with reset links: past the limit the page answers as always,
+    no mail goes out, and the audit trail says so. Other accounts are not held back, and a
+    client past its own limit sends nothing for any address."""
+    from portal.audit.models import AuditEvent
+
+    settings.PASSWORD_RESET_MAILS_PER_HOUR = 3
+    answers = {request_reset("alice@example.org")[1]["Location"] for _ in range(6)}
+    assert answers == {reverse("password_reset_done")}
+    assert len(mail.outbox) == 3
+    events = AuditEvent.objects.filter(action="password_reset_requested", actor=alice)
+    assert [bool(e.extra.get("rate_limited")) for e in events.order_by("id")] == [False] * 3 + [True] * 3
+
+    from django.contrib.auth import get_user_model
+
+    get_user_model().objects.create_user("dora", "dora@example.org", "tidal-orbit-lantern-91")
+    request_reset("dora@example.org")
+    assert len(mail.outbox) == 4  # another account still gets its mail
+
+    settings.PASSWORD_RESET_REQUESTS_PER_HOUR = 1
+    client = Client(REMOTE_ADDR="192.0.2.77")  # a client of its own: its count starts at 0
+    for address in ("dora@example.org", "dora@example.org"):
+        token = csrf_token(client.get(reverse("password_reset")))
+        client.post(reverse("password_reset"), {"email": address, "csrfmiddlewaretoken": token})
+    assert len(mail.outbox) == 5

@@ -244,3 +244,12 @@ def test_schema_and_docs_are_served_without_outside_assets(client_for, alice):
     assert "<script>" not in docs  # the start-up script is a file of its own (CSP)
     script = client.get("/api/docs/?script=")
     assert script.status_code == 200 and "SwaggerUIBundle" in script.content.decode()
+
+
+def test_throttles_identify_a_client_as_the_audit_trail_does(rf, settings):
+    """Not by the whole X-Forwarded-For header (DRF's default), which the client writes."""
+    from portal.api.throttles import ApiAnonThrottle
+    from portal.audit.ip import client_ip
+
+    request = rf.get("/api/v1/cases/", REMOTE_ADDR="203.0.113.5", HTTP_X_FORWARDED_FOR="198.51.100.99")
+    assert ApiAnonThrottle().get_ident(request) == client_ip(request) == "203.0.113.5"

@@ -123,3 +123,11 @@ def test_app_services_share_no_disk_and_workers_scale():
         assert not services[name].get("ports"), name
         assert "healthcheck" in services[name], name
     assert services["heatmap"]["command"][services["heatmap"]["command"].index("-Q") + 1] == "heatmap"
+
+
+def test_web_is_published_on_loopback_only():
+    """web trusts the proxy's X-Forwarded-For and -Proto: a client reaching it from another
+    machine, past the proxy, could choose its own address for the audit trail and throttles."""
+    ports = _resolved()["web"]["ports"]
+    hosts = [port.get("host_ip", "0.0.0.0") if isinstance(port, dict) else port.rsplit(":", 2)[0] for port in ports]
+    assert hosts == ["127.0.0.1"], ports

@@ -130,3 +130,28 @@ def test_admin_json_and_plot_views_need_the_models_view_permission(client_for):
     client = client_for(get_user_model().objects.get(pk=staff.pk))
     assert client.get(status).json()["log"] == "reviewed scans of clinic A: 42"
     assert client.get(plot).status_code == 404  # allowed; this version has no ROC plot
+
+
+@pytest.mark.django_db
+def test_api_tokens_can_only_be_revoked_in_the_admin(client_for, root, alice):
+    """Moving a token to another user would hand that user's rights to the key's holder."""
+    from django.test import Client
+
+    from portal.api.models import ApiToken
+
+    token, key = ApiToken.issue(alice, "script")
+    admin_client = client_for(root)
+    change = reverse("admin:api_apitoken_change", args=[token.pk])
+    expires = token.expires_at
+    admin_client.post(change, {"user": root.pk, "name": "mine now", "expires_at_0": expires.strftime("%Y-%m-%d"),
+                               "expires_at_1": expires.strftime("%H:%M:%S"), "revoked_at_0": "", "revoked_at_1": "",
+                               "csrfmiddlewaretoken": csrf_token(admin_client.get(change))})
+    token.refresh_from_db()
+    assert (token.user, token.name) == (alice, "script")
+    assert admin_client.get(reverse("admin:api_apitoken_add")).status_code == 403
+
+    changelist = reverse("admin:api_apitoken_changelist")
+    response = admin_client.post(changelist, {"action": "revoke_selected", "_selected_action": [token.pk],
+                                              "csrfmiddlewaretoken": csrf_token(admin_client.get(changelist))})
+    assert response.status_code == 302
+    assert Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/cases/").status_code == 401

@@ -155,3 +155,20 @@ def test_api_tokens_can_only_be_revoked_in_the_admin(client_for, root, alice):
                                               "csrfmiddlewaretoken": csrf_token(admin_client.get(changelist))})
     assert response.status_code == 302
     assert Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/cases/").status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_case_never_changes_clinic_in_the_admin(client_for, root, clinic_a, clinic_b, alice):
+    """Its files, pseudonyms and patient hash belong to its clinic: moving it would show one
+    clinic's patient to another."""
+    from tests.portal.helpers import make_case
+
+    case = make_case(clinic_a, alice)
+    client = client_for(root)
+    change = reverse("admin:cases_case_change", args=[case.pk])
+    response = client.post(change, {"clinic": clinic_b.pk, "patient_ref": case.patient_ref, "notes": "moved",
+                                    "created_by": root.pk, "dicom_patient_hash": "f" * 64,
+                                    "csrfmiddlewaretoken": csrf_token(client.get(change))})
+    assert response.status_code == 302
+    case.refresh_from_db()
+    assert (case.clinic, case.created_by, case.dicom_patient_hash, case.notes) == (clinic_a, alice, "", "moved")

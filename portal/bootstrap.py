@@ -115,8 +115,30 @@ def ensure_data_dirs() -> None:
         (DATA_DIR / sub).mkdir(parents=True, exist_ok=True)
 
 
-def start(args: list[str]) -> int:
+START_USAGE = """usage: python3 manage.py start [PORT]
+
+Prepare everything (virtualenv, .env, migrations, shipped models, demo clinic and login), then
+run the portal (Django's server and a Celery worker with beat) on http://127.0.0.1:PORT/.
+PORT: the argument, else the PORT environment variable, else 8000. DATABASE_URL and
+CELERY_BROKER_URL choose PostgreSQL and Redis instead of the embedded SQLite and broker."""
+
+
+def start_port(args: list[str]) -> str | None:
+    """The port ``start`` serves on; None after printing the usage (asked for, or a bad port)."""
+    if args and args[0] in ("-h", "--help", "help"):
+        print(START_USAGE)
+        return None
     port = args[0] if args else os.environ.get("PORT", "8000")
+    if len(args) > 1 or not port.isdigit() or not 0 < int(port) < 65536:
+        print(f"{' '.join(args) or port!r} is not a port number.\n\n{START_USAGE}", file=sys.stderr)
+        return None
+    return port
+
+
+def start(args: list[str]) -> int:
+    port = start_port(args)
+    if port is None:  # main() answered help already
+        return 2
     ensure_dev_env_file()
     ensure_data_dirs()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # stop web and worker on SIGTERM too
@@ -205,5 +227,7 @@ def runtests(args: list[str]) -> int:
 
 
 def main(command: str, args: list[str]) -> int:
+    if command == "start" and start_port(args) is None:  # before the install: help, or a bad port
+        return 0 if args[:1] in (["-h"], ["--help"], ["help"]) else 2
     ensure_venv(tests=command == "runtests")
     return {"start": start, "runtests": runtests}[command](args)

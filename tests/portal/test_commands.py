@@ -77,3 +77,17 @@ def test_runtests_shares_the_files_out_to_worker_processes_unless_told_otherwise
     monkeypatch.delenv("NEUROAI_TEST_PROCESSES")
     assert 1 <= bootstrap.test_processes() <= 4
 
+
+
+def test_start_help_and_a_bad_port_answer_before_anything_is_prepared(tmp_path):
+    """`start --help` prints its usage (it once ran the whole preparation, then took --help
+    for the port); a bad port is refused as plainly. Neither writes the .env file."""
+    env_file = tmp_path / ".env"
+    for args, code, stream, words in ((["--help"], 0, "stdout", "usage: python3 manage.py start [PORT]"),
+                                      (["80x"], 2, "stderr", "'80x' is not a port number.")):
+        result = subprocess.run([system_python(), "manage.py", "start", *args], cwd=BASE_DIR,
+                                env=clean_env(NEUROAI_ENV_FILE=str(env_file)), capture_output=True, text=True,
+                                timeout=60)
+        assert result.returncode == code, result.stderr
+        assert words in getattr(result, stream)
+    assert not env_file.exists()

@@ -27,6 +27,15 @@ def login(username, password):
     return response.status_code == 302 and "_auth_user_id" in client.session
 
 
+def reset_by_mail(email, password):
+    """Ask for the link, follow the one in the mail, set ``password``."""
+    request_reset(email)
+    link = re.search(r"http://testserver(/accounts/password/reset/\S+/\S+/)", mail.outbox[-1].body).group(1)
+    client = Client()
+    page = client.get(link, follow=True)
+    client.post(page.redirect_chain[-1][0], {"new_password1": password, "new_password2": password})
+
+
 def test_the_login_page_links_to_password_reset(db):
     page = Client().get(reverse("login")).content.decode()
     assert f'href="{reverse("password_reset")}"' in page
@@ -83,11 +92,7 @@ def test_a_completed_reset_lifts_a_lock_out_of_that_account(alice, settings):
     for _ in range(settings.AXES_FAILURE_LIMIT):
         login("alice", "wrong")
     assert AccessAttempt.objects.filter(username="alice").exists()
-    request_reset("alice@example.org")
-    link = re.search(r"http://testserver(/accounts/password/reset/\S+/\S+/)", mail.outbox[0].body).group(1)
-    client = Client()
-    page = client.get(link, follow=True)
-    client.post(page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    reset_by_mail("alice@example.org", NEW_PASSWORD)
     assert login("alice", NEW_PASSWORD)
 
 
@@ -95,11 +100,7 @@ def test_a_completed_reset_revokes_the_accounts_api_tokens(alice):
     from portal.api.models import ApiToken
 
     key = ApiToken.issue(alice, "made by whoever held the account")[1]
-    request_reset("alice@example.org")
-    link = re.search(r"http://testserver(/accounts/password/reset/\S+/\S+/)", mail.outbox[0].body).group(1)
-    client = Client()
-    page = client.get(link, follow=True)
-    client.post(page.redirect_chain[-1][0], {"new_password1": NEW_PASSWORD, "new_password2": NEW_PASSWORD})
+    reset_by_mail("alice@example.org", NEW_PASSWORD)
     assert login("alice", NEW_PASSWORD)
     assert Client(HTTP_AUTHORIZATION=f"Token {key}").get("/api/v1/cases/").status_code == 401
 

@@ -4,6 +4,7 @@ import secrets
 import uuid
 
 from django.conf import settings
+from django.core.validators import URLValidator
 from django.db import models
 from django.utils import timezone
 
@@ -27,7 +28,8 @@ class ClinicWebhook(models.Model):
     """POSTs a signed JSON ``batch.finished`` event to the clinic's own system."""
 
     clinic = models.OneToOneField("accounts.Clinic", on_delete=models.CASCADE, related_name="webhook")
-    url = models.URLField(max_length=500, help_text="https:// endpoint of the clinic's system.")
+    url = models.URLField(max_length=500, help_text="https:// endpoint of the clinic's system.",
+                          validators=[URLValidator(schemes=["https", "http"])])
     secret = models.CharField(
         max_length=100, default=new_secret,
         help_text="Shared secret for the X-NeuroAI-Signature header (HMAC-SHA256 of timestamp.body).",

@@ -15,19 +15,24 @@ from tests.classifier.helpers import make_batch, wait_for_jobs, wait_until_idle
 
 
 class Endpoint:
-    """A webhook receiver on loopback that fails ``failures`` times, then answers 200."""
+    """A webhook receiver on loopback that fails ``failures`` times, then answers 200 (or, with
+    ``redirect_to``, a 302 to that URL)."""
 
-    def __init__(self, failures):
+    def __init__(self, failures, redirect_to=None):
         self.failures, self.received = failures, []
         endpoint = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
-                body = self.rfile.read(int(self.headers["Content-Length"]))
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 endpoint.received.append((self.headers, body))
-                code = 500 if len(endpoint.received) <= endpoint.failures else 200
+                code = 500 if len(endpoint.received) <= endpoint.failures else 302 if redirect_to else 200
                 self.send_response(code)
+                if redirect_to:
+                    self.send_header("Location", redirect_to)
                 self.end_headers()
+
+            do_GET = do_POST
 
             def log_message(self, *args):
                 pass
@@ -111,3 +116,32 @@ def test_no_email_without_opt_in_and_a_dead_endpoint_is_logged_as_failed(clinic_
     deliver_webhook.apply(args=[str(delivery.pk)])
     delivery.refresh_from_db()
     assert delivery.status == "failed" and delivery.attempts == 1 and delivery.last_error
+
+
+@pytest.mark.django_db
+def test_a_webhook_goes_to_its_http_endpoint_and_nowhere_else(clinic_a, alice, vgg16_model, settings):
+    """A redirect is a failed delivery, not a request to wherever it points (another host,
+    a cloud metadata address); an address that is not http(s) is refused."""
+    from django.core.exceptions import ValidationError
+
+    from portal.notifications.models import ClinicWebhook, WebhookDelivery
+    from portal.notifications.tasks import deliver_webhook, notify_batch_finished
+
+    target, endpoint = Endpoint(failures=0), None
+    try:
+        endpoint = Endpoint(failures=0, redirect_to=target.url)
+        hook = ClinicWebhook.objects.create(clinic=clinic_a, url=endpoint.url)
+        batch, _ = make_batch(clinic_a, alice, 1)
+        notify_batch_finished(str(batch.pk))
+        [delivery] = WebhookDelivery.objects.filter(webhook=hook)
+        settings.WEBHOOK_MAX_ATTEMPTS = 1
+        deliver_webhook.apply(args=[str(delivery.pk)])
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.last_status_code, delivery.last_error) == ("failed", 302, "HTTP 302")
+        assert len(endpoint.received) == 1 and target.received == []
+    finally:
+        target.close()
+        if endpoint:
+            endpoint.close()
+    with pytest.raises(ValidationError):
+        ClinicWebhook(clinic=clinic_a, url="ftp://files.example.org/hook").full_clean()

@@ -43,6 +43,10 @@ class CaseSerializer(serializers.ModelSerializer):
             raise serializers.ValidationError("The patient reference contains control characters.")
         if not ref:
             raise serializers.ValidationError("Enter a patient reference.")
+        limit = Case._meta.get_field("patient_ref").max_length or 0
+        if len(ref) > limit:  # normalising can lengthen it (NFKC: one ligature, many letters)
+            raise serializers.ValidationError(f"Ensure this field has no more than {limit} characters "
+                                              f"(it has {len(ref)} once normalised).")
         return ref
 
     def validate(self, data: dict[str, Any]) -> dict[str, Any]:

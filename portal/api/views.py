@@ -114,7 +114,8 @@ class CaseBatches(generics.ListAPIView):
     def post(self, request: Request, case_id: str) -> Response:
         case = get_for(_user(request), Case.objects, pk=case_id, roles=CAN_UPLOAD)
         versions = active_versions()
-        data = cast(QueryDict, request.data).copy()  # what MultiPartParser and FormParser give
+        # What MultiPartParser and FormParser give; a request without a body gives a plain {}.
+        data = request.data.copy() if isinstance(request.data, QueryDict) else QueryDict(mutable=True)
         if not data.getlist("models"):
             data.setlist("models", list(versions))
         form = UploadForm(data, request.FILES, active_versions=versions)

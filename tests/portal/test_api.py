@@ -253,3 +253,20 @@ def test_throttles_identify_a_client_as_the_audit_trail_does(rf, settings):
 
     request = rf.get("/api/v1/cases/", REMOTE_ADDR="203.0.113.5", HTTP_X_FORWARDED_FOR="198.51.100.99")
     assert ApiAnonThrottle().get_ident(request) == client_ip(request) == "203.0.113.5"
+
+
+def test_malformed_requests_get_a_400_not_a_server_error(alice, alice_key, clinic_a, vgg16_model):
+    """Found by schemathesis: an upload without a body, a reference that NFKC lengthens past
+    the column (U+FDFA is 18 letters), and JSON nested deeper than the parser can recurse."""
+    from tests.portal.helpers import make_case
+
+    case = make_case(clinic_a, alice)
+    client = api(alice_key)
+    response = client.generic("POST", f"/api/v1/cases/{case.pk}/batches/")  # no body, no form type
+    assert response.status_code == 400 and "files" in response.json()
+    response = client.post("/api/v1/cases/", {"patient_ref": "\ufdfa" * 4}, content_type="application/json")
+    assert response.status_code == 400
+    assert "it has 72 once normalised" in response.json()["patient_ref"][0]
+    deep = "[" * 5000 + "]" * 5000
+    response = client.post("/api/v1/cases/", deep, content_type="application/json")
+    assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]

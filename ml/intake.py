@@ -3,8 +3,12 @@
 JPEG, PNG and single-frame MR DICOM are accepted (sniffed from the bytes, never from a
 file name; DICOM pixel handling lives in ``ml.dicom``).
 Greyscale, palette, RGBA/LA, CMYK and 16-bit images are converted to 8-bit RGB;
-transparent pixels are composited onto black (the MRI background). The EXIF
-orientation tag is applied.
+transparent pixels (an alpha channel or a tRNS colour key) are composited onto black (the
+MRI background). 16-bit and 32-bit samples are stretched from the image's own minimum and
+maximum onto 0..255, as a DICOM frame without a window is (``ml.dicom``): a 12-bit scan
+exported into a 16-bit PNG would otherwise come out nearly black. The orientation Pillow
+reads (EXIF, else XMP) is applied, and :attr:`DecodedImage.orientation` says which it was,
+so that the stored copy (``ml.metadata``) keeps the same one.
 
 Checks, each with a plain reason (:class:`ImageRejected`), in the order a clinician's file
 meets them:
@@ -13,6 +17,13 @@ meets them:
   longer side at most ``max_aspect`` times the shorter, each side at least ``min_side``) and
   the memory that decoding and preparing the image would take (:func:`working_bytes`,
   at most ``work_budget_bytes``) - so decompression bombs and thin strips cost nothing;
+* before any pixel is decoded (from the file's structure, ``ml.structure``): what would make
+  decoding slow out of proportion to the pixels - a progressive JPEG of more than
+  ``_MAX_JPEG_SCANS`` scans or more than ``_MAX_SCAN_PIXELS`` scans x pixels (each scan is a
+  pass over the whole image; an ordinary file has 1 to about 10), more than
+  ``_MAX_SEGMENTS`` JPEG segments or ``_MAX_PNG_CHUNKS`` PNG chunks, more than
+  ``_MAX_METADATA_BYTES`` of metadata; and JPEG variants the decoder cannot read (12-bit,
+  lossless), with that reason rather than "corrupt";
 * after decoding, on a small greyscale thumbnail (``content_checks``): blank or nearly
   uniform images, and images that are almost entirely one shade (too little structure to
   be a brain scan).
@@ -20,8 +31,9 @@ meets them:
 The portal applies these limits at upload time; the worker applies the same ones again
 before it prepares an image (a second line of defence for files stored earlier).
 
-Every PNG chunk's CRC is checked (Pillow's verify(); decoding alone does not check the
-image data's CRCs), and an oversized PNG text chunk is refused as such, not as corruption.
+Every PNG chunk's CRC is checked (Pillow's verify() up to IEND, ``ml.structure`` IEND's;
+decoding alone does not check the image data's CRCs), and an oversized PNG text chunk or
+colour profile is refused as such, not as corruption.
 """
 from __future__ import annotations
 
@@ -32,10 +44,13 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageOps
 
+from ml.structure import JpegFacts
+
 __all__ = ["IntakeLimits", "DecodedImage", "ImageRejected", "ImageImplausible", "decode_image", "sniff_format",
            "working_bytes"]
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
+_ORIENTATION = 0x0112
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -92,6 +107,48 @@ def working_bytes(width: int, height: int, mode: str, data_bytes: int = 0) -> in
     side squared (``ml.prepare.letterbox`` pads to a square only up to 2:1)."""
     per_pixel = _BYTES_PER_PIXEL.get(mode, _DEFAULT_BYTES_PER_PIXEL)
     return int(width) * int(height) * per_pixel + int(data_bytes) + _FIXED_BYTES
+
+
+# Structure limits (see the module docstring). 256 scans is nvImageCodec's default cap, set
+# after the libjpeg-turbo audit (Cure53) showed scan-count denial of service; the product cap
+# keeps a 50-megapixel image under about 20 scans (about 1.5 s of decoding on 2 cores).
+_MAX_JPEG_SCANS = 256
+_MAX_SCAN_PIXELS = 1_000_000_000
+_MAX_SEGMENTS = 2_000
+_MAX_PNG_CHUNKS = 20_000  # a 20 MB PNG in libpng's 8 KB IDAT chunks has about 2,500
+_MAX_METADATA_BYTES = 4 * 1024 * 1024  # EXIF, XMP, ICC profiles, comments, text chunks
+
+
+def _check_structure(data: bytes, fmt: str) -> None:
+    from ml.structure import StructureError, jpeg_facts, png_facts
+
+    try:
+        facts = jpeg_facts(data) if fmt == "JPEG" else png_facts(data)
+    except StructureError:
+        raise ImageRejected("truncated or corrupt image data") from None
+    if isinstance(facts, JpegFacts):
+        if facts.precision != 8 or facts.lossless:
+            kind = "lossless" if facts.lossless else f"{facts.precision}-bit"
+            raise ImageRejected(
+                f"this is a {kind} JPEG, which cannot be read here; export the image as an ordinary "
+                "(8-bit) JPEG or a PNG, or upload the DICOM file"
+            )
+        if facts.scans > _MAX_JPEG_SCANS or facts.scans * facts.pixels > _MAX_SCAN_PIXELS:
+            raise ImageRejected(
+                f"the JPEG is stored in {facts.scans} progressive scans (an ordinary file has 1 to about 10), "
+                "too many to decode in reasonable time; export it again"
+            )
+        if facts.segments > _MAX_SEGMENTS:
+            raise ImageRejected(f"the JPEG has {facts.segments} segments (an ordinary file has a few dozen); "
+                                "export it again")
+    elif facts.chunks > _MAX_PNG_CHUNKS:
+        raise ImageRejected(f"the PNG has {facts.chunks} chunks (an ordinary file has a few thousand at most); "
+                            "export it again")
+    if facts.metadata_bytes > _MAX_METADATA_BYTES:
+        raise ImageRejected(
+            f"the file carries {_megabytes(facts.metadata_bytes)} of metadata beside its image, more than the "
+            f"{_megabytes(_MAX_METADATA_BYTES)} accepted; export the image again without it"
+        )
 
 
 def _megabytes(n: int) -> str:
@@ -155,10 +212,11 @@ def _check_content(image: Image.Image) -> None:
 
 @dataclass
 class DecodedImage:
-    image: Image.Image  # mode "RGB", EXIF orientation applied
+    image: Image.Image  # mode "RGB", orientation applied
     width: int
     height: int
     format: str  # "JPEG", "PNG" or "DICOM"
+    orientation: int = 1  # the EXIF orientation (1-8) applied; 1: as stored
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -171,17 +229,32 @@ def sniff_format(data: bytes) -> str | None:
     return None
 
 
+def _stretch(img: Image.Image) -> Image.Image:
+    """16- or 32-bit samples onto 0..255 from the image's own minimum..maximum, rounded to the
+    nearest level, in integers (4 bytes a pixel for 16-bit): the full 0..65535 range gives
+    round(v / 257). One value throughout keeps its shade (v / 257)."""
+    wide = img.mode == "I"
+    arr = np.asarray(img)
+    arr = arr.astype(np.int64) if wide else arr.astype(np.uint32)
+    lo, hi = int(arr.min()), int(arr.max())
+    if hi == lo:
+        level = min(255, max(0, round(lo / 257)))
+        return Image.new("L", img.size, level).convert("RGB")
+    arr -= lo
+    arr *= 510
+    arr += hi - lo
+    arr //= 2 * (hi - lo)
+    return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+
+
 def _to_rgb(img: Image.Image) -> Image.Image:
     mode = img.mode
+    if mode == "RGB" and "transparency" in img.info:  # a tRNS colour key
+        return _to_rgb(img.convert("RGBA"))
     if mode == "RGB":
         return img
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit samples: scale the full 0..65535 range to 0..255, rounding to nearest
-        # (round(v / 257) == (v + 128) // 257 for integers), in integers: 4 bytes a pixel.
-        arr = np.clip(np.asarray(img), 0, 65535).astype(np.uint32)
-        arr += 128
-        arr //= 257
-        return Image.fromarray(arr.astype(np.uint8), mode="L").convert("RGB")
+        return _stretch(img)
     if mode == "F":
         arr = np.asarray(img, dtype=np.float64)
         lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
@@ -204,7 +277,8 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-# Pillow's messages (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY), lower-cased; the wording has varied.
+# Pillow's messages (MAX_TEXT_CHUNK, MAX_TEXT_MEMORY; the first also for an iCCP profile),
+# lower-cased; the wording has varied.
 _TEXT_CHUNK_ERRORS = ("decompressed data too large", "too much memory used in text chunks")
 
 
@@ -230,6 +304,7 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
         return decode_single(data, limits)
     if fmt is None:
         raise ImageRejected("not a JPEG, PNG or DICOM image")
+    _check_structure(data, fmt)  # before Pillow reads it: a variant it cannot read is named as such
     try:
         with warnings.catch_warnings():
             # Pillow warns past its own MAX_IMAGE_PIXELS; the explicit check just below
@@ -245,7 +320,7 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
         raise
     except ValueError as exc:  # Pillow's MAX_TEXT_CHUNK / MAX_TEXT_MEMORY guards
         if any(text in str(exc).lower() for text in _TEXT_CHUNK_ERRORS):
-            raise ImageRejected("PNG text chunk too large") from None
+            raise ImageRejected("a PNG text chunk or colour profile is too large") from None
         raise ImageRejected("truncated or corrupt image data") from None
     except Image.DecompressionBombError:
         raise ImageRejected(
@@ -253,8 +328,13 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
         ) from None
     except Exception:  # PIL raises OSError, SyntaxError, ValueError, struct.error, ...
         raise ImageRejected("truncated or corrupt image data") from None
+    orientation = 1
     try:
-        img = ImageOps.exif_transpose(img)
+        value = img.getexif().get(_ORIENTATION, 1)  # what exif_transpose reads: EXIF, else XMP
+        turned = ImageOps.exif_transpose(img)
+        if isinstance(value, int) and 2 <= value <= 8:
+            orientation = value
+        img = turned
     except Exception:
         pass  # a broken EXIF block must not reject an otherwise good image
     try:
@@ -266,4 +346,4 @@ def decode_image(data: bytes, limits: IntakeLimits = IntakeLimits()) -> DecodedI
         raise ImageRejected("unsupported image mode")
     if limits.content_checks:
         _check_content(rgb)
-    return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=fmt)
+    return DecodedImage(image=rgb, width=rgb.width, height=rgb.height, format=fmt, orientation=orientation)

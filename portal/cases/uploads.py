@@ -62,6 +62,7 @@ class CheckedFile:
     reason: str = ""
     sha256: str = ""
     format: str = ""
+    orientation: int = 1  # the one the decode applied; the stored copy keeps it (ml.metadata)
     width: int | None = None
     height: int | None = None
     content: bytes | None = None  # what to store instead of the upload (a de-identified DICOM)
@@ -114,9 +115,10 @@ def check_file(upload: UploadedFile, position: int, limits: IntakeLimits) -> Che
         checked.reason = f"Not accepted: {exc.reason}."[:300]
         return checked
     checked.format, checked.width, checked.height = decoded.format, decoded.width, decoded.height
+    checked.orientation = decoded.orientation
     decoded.image.close()
     try:  # the metadata is removed when the file is stored; a structure it cannot walk is refused now
-        strip_metadata(data, checked.format)
+        strip_metadata(data, checked.format, checked.orientation)
     except MetadataError:
         checked.status = Scan.Status.REJECTED
         checked.reason = "Not accepted: the image's structure is damaged."
@@ -256,7 +258,7 @@ def _store(name: str, item: CheckedFile, max_length: int | None, stored: list[st
     else:
         assert item.upload is not None  # a file without content of its own is an upload
         item.upload.seek(0)
-        content = ContentFile(strip_metadata(item.upload.read(), item.format))
+        content = ContentFile(strip_metadata(item.upload.read(), item.format, item.orientation))
     name = default_storage.get_available_name(name, max_length=max_length)
     with lock:
         stored.append(name)

@@ -1,11 +1,11 @@
 """Requests refused before any view runs: bodies over the size limit and undecodable input."""
 
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.template.defaultfilters import filesizeformat
 
@@ -16,6 +16,16 @@ def _bad(text: str) -> bool:
     return any(
         ch == "\ufffd" or (unicodedata.category(ch) == "Cc" and ch not in "\t\n\r") for ch in text
     )
+
+
+API_PREFIX = "/api/"  # portal/urls.py: the REST API answers in JSON, as DRF does
+
+
+def _refuse(request: HttpRequest, status: int, detail: str, template: str,
+            context: Mapping[str, object]) -> HttpResponse:
+    if request.path.startswith(API_PREFIX):
+        return JsonResponse({"detail": detail}, status=status)
+    return render(request, template, context, status=status)
 
 
 class RequestSizeLimitMiddleware:
@@ -33,12 +43,10 @@ class RequestSizeLimitMiddleware:
         except ValueError:
             length = 0
         if length > limit:
-            response = render(
-                request,
-                "413.html",
-                {"limit": filesizeformat(limit), "size": filesizeformat(length)},
-                status=413,
-            )
+            sizes = {"limit": filesizeformat(limit).replace("\xa0", " "),
+                     "size": filesizeformat(length).replace("\xa0", " ")}
+            response = _refuse(request, 413, f"The request is {sizes['size']}; the limit is {sizes['limit']}.",
+                               "413.html", sizes)
             response["Connection"] = "close"  # the unread body is not worth draining
             return response
         return self.get_response(request)
@@ -54,7 +62,8 @@ class RejectUndecodableInputMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if self._undecodable(request):
-            return render(request, "400.html", {"undecodable": True}, status=400)
+            return _refuse(request, 400, "The request holds control characters or bytes that are not UTF-8.",
+                           "400.html", {"undecodable": True})
         return self.get_response(request)
 
     @staticmethod

@@ -270,3 +270,18 @@ def test_malformed_requests_get_a_400_not_a_server_error(alice, alice_key, clini
     deep = "[" * 5000 + "]" * 5000
     response = client.post("/api/v1/cases/", deep, content_type="application/json")
     assert response.status_code == 400 and "nested too deeply" in response.json()["detail"]
+
+
+def test_refusals_before_the_view_answer_the_api_in_json(alice, alice_key, clinic_a, settings):
+    """Control characters in the query string and a body over MAX_REQUEST_MB are refused before
+    any view runs; an API client gets JSON for them, as for every other error, not an HTML page."""
+    client = api(alice_key)
+    response = client.get("/api/v1/cases/?patient_ref=%00x")
+    assert response.status_code == 400 and response["Content-Type"] == "application/json"
+    assert "control characters" in response.json()["detail"]
+    settings.MAX_REQUEST_BYTES = 1024
+    response = client.post("/api/v1/cases/", {"patient_ref": "x" * 50}, content_type="application/json",
+                           CONTENT_LENGTH="4096")
+    assert response.status_code == 413 and "the limit is 1.0 KB" in response.json()["detail"]
+    page = Client().get("/?q=%00")
+    assert page.status_code == 400 and page["Content-Type"].startswith("text/html")

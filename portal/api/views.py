@@ -11,7 +11,7 @@ from django.contrib.auth.models import User
 from django.db import IntegrityError, transaction
 from django.db.models import QuerySet
 from django.http import QueryDict
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.utils import OpenApiParameter, extend_schema, extend_schema_view
 from rest_framework import generics, status
 from rest_framework.exceptions import ValidationError
 from rest_framework.parsers import FormParser, MultiPartParser
@@ -38,6 +38,7 @@ from portal.audit.models import AuditEvent
 from portal.cases.dicom_intake import UploadRefused
 from portal.cases.forms import UploadForm
 from portal.cases.models import Batch, Case
+from portal.cases.refs import normalize_patient_ref
 from portal.cases.uploads import active_versions, ingest
 from portal.reviews.queue import lowest_confidence_first, review_queue
 
@@ -49,6 +50,9 @@ def _user(request: Request) -> User:
     return cast(User, request.user)
 
 
+@extend_schema_view(get=extend_schema(parameters=[OpenApiParameter(
+    "patient_ref", str, description="Only the case with this patient reference (any letter case; "
+    "normalised as references are stored, so full-width digits and the like match)")]))
 class CaseList(generics.ListCreateAPIView):
     """Cases of your clinics (newest activity first); create one in a clinic where you may upload."""
 
@@ -58,8 +62,8 @@ class CaseList(generics.ListCreateAPIView):
         if getattr(self, "swagger_fake_view", False):
             return Case.objects.none()
         cases = Case.objects.for_user(self.request.user).order_by("-last_activity_at", "-created_at")
-        if ref := self.request.query_params.get("patient_ref"):
-            cases = cases.filter(patient_ref__iexact=ref.strip())
+        if ref := self.request.query_params.get("patient_ref"):  # spelt as references are stored
+            cases = cases.filter(patient_ref__iexact=normalize_patient_ref(ref))
         return cases
 
     def get_serializer(self, *args: Any, **kwargs: Any) -> CaseSerializer:

@@ -82,6 +82,8 @@ def test_case_list_and_create_respect_clinics_and_roles(alice, alice_key, mallor
     assert elsewhere.status_code == 400
     listed = client.get("/api/v1/cases/").json()
     assert [case["patient_ref"] for case in listed["results"]] == ["P-API-1"] and listed["count"] == 1
+    found = client.get("/api/v1/cases/", {"patient_ref": "ｐ-ａｐｉ-１"}).json()  # full-width: the same reference
+    assert [case["patient_ref"] for case in found["results"]] == ["P-API-1"]
 
 
 def test_upload_of_20_files_gives_the_same_batch_as_the_page(client_for, alice, alice_key, clinic_a, vgg16_model):
@@ -239,6 +241,7 @@ def test_schema_and_docs_are_served_without_outside_assets(client_for, alice):
     paths = schema.json()["paths"]
     assert {"/api/v1/cases/{case_id}/batches/", "/api/v1/batches/{batch_id}/predictions/"} <= set(paths)
     assert "apiToken" in schema.json()["components"]["securitySchemes"]
+    assert "patient_ref" in {p["name"] for p in paths["/api/v1/cases/"]["get"]["parameters"]}
     docs = client.get("/api/docs/").content.decode()
     assert "swagger" in docs.lower() and "cdn." not in docs and "unpkg" not in docs
     assert "<script>" not in docs  # the start-up script is a file of its own (CSP)

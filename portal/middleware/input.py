@@ -74,9 +74,14 @@ class RejectUndecodableInputMiddleware:
                 return True
         except UnicodeDecodeError:
             return True
-        if request.method == "POST" and request.content_type in (
-            "application/x-www-form-urlencoded", "multipart/form-data"
-        ):
+        # A form body is read here, before CSRF's check. A multipart one (up to MAX_REQUEST_MB,
+        # spooled to disk) only for a signed-in user: an anonymous client is not made to cost
+        # that before anything has checked it (API uploads authenticate later, by token, and
+        # their fields are validated by the view's form).
+        form = request.content_type == "application/x-www-form-urlencoded" or (
+            request.content_type == "multipart/form-data" and request.user.is_authenticated
+        )
+        if request.method == "POST" and form:
             for key, values in request.POST.lists():
                 if _bad(key) or any(_bad(value) for value in values):
                     return True

@@ -1,6 +1,8 @@
 """Bad input and failures answer with a plain page and lose nothing: NUL bytes, look-alike
 patient references, an unreachable database, an oversized request, a full disk."""
 
+import io
+
 import pytest
 from django.test import Client
 from django.urls import reverse
@@ -127,3 +129,16 @@ def test_a_disk_full_write_leaves_no_partial_file_and_records_nothing(client_for
     assert default_storage.partial, "the storage never wrote"
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert not Scan.objects.exists() and not Batch.objects.exists()
+
+
+def test_an_anonymous_multipart_body_is_not_read_before_the_csrf_check(alice, client_for):
+    """Reading it first would let anyone make the server take in (and spool to disk) up to
+    MAX_REQUEST_MB per request; a signed-in user's form is still checked for control characters."""
+    anonymous = Client(enforce_csrf_checks=True)
+    response = anonymous.post(reverse("login"), {"username": "a\x00", "file": io.BytesIO(b"x" * 1024)})
+    assert response.status_code == 403  # CSRF refused it; the body was never parsed
+    signed_in = client_for(alice)
+    url = reverse("cases:create")
+    response = signed_in.post(url, {"patient_ref": "P-1\x00", "csrfmiddlewaretoken": _token(signed_in, url),
+                                    "file": io.BytesIO(b"x")})  # multipart, as the test client sends files
+    assert response.status_code == 400

@@ -22,8 +22,19 @@ class ModelVersionSerializer(serializers.ModelSerializer):
                   "activated_at"]
 
 
+class TextOnlyField(serializers.CharField):
+    """A string, not a number turned into one (a reference sent as 1e999 became "inf")."""
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
 class CaseSerializer(serializers.ModelSerializer):
     clinic = serializers.PrimaryKeyRelatedField(queryset=Clinic.objects.none(), required=False)
+    patient_ref = TextOnlyField(max_length=64)
+    notes = TextOnlyField(max_length=5000, required=False, allow_blank=True)
 
     class Meta:
         model = Case

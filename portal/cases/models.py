@@ -34,7 +34,7 @@ class Case(models.Model):
         max_length=64,
         help_text="A pseudonymous reference, unique within the clinic. Never a name.",
     )
-    notes = models.TextField(blank=True)
+    notes = models.TextField(blank=True, max_length=5000)  # the form and the API refuse more
     dicom_patient_hash = models.CharField(
         max_length=64, blank=True, editable=False,
         help_text="Keyed hash of the DICOM patient identity of this case's first DICOM upload "

@@ -288,3 +288,15 @@ def test_refusals_before_the_view_answer_the_api_in_json(alice, alice_key, clini
     assert response.status_code == 413 and "the limit is 1.0 KB" in response.json()["detail"]
     page = Client().get("/?q=%00")
     assert page.status_code == 400 and page["Content-Type"].startswith("text/html")
+
+
+def test_a_case_is_made_of_text_of_bounded_length(alice, alice_key, clinic_a):
+    client = api(alice_key)
+    for body in ({"patient_ref": 123}, {"patient_ref": 1e300}, {"patient_ref": "P-N", "notes": 5}):
+        response = client.post("/api/v1/cases/", body, content_type="application/json")
+        assert response.status_code == 400 and "Not a valid string." in response.content.decode(), body
+    response = client.post("/api/v1/cases/", {"patient_ref": "P-LONG", "notes": "x" * 5001},
+                           content_type="application/json")
+    assert response.status_code == 400 and "no more than 5000 characters" in response.content.decode()
+    assert client.post("/api/v1/cases/", {"patient_ref": "P-OK", "notes": "x" * 5000},
+                       content_type="application/json").status_code == 201

@@ -49,6 +49,9 @@ def test_create_case(client_for, alice, clinic_a):
     assert response["Location"] == reverse("cases:detail", kwargs={"case_id": case.pk})
     assert (case.patient_ref, case.clinic, case.created_by) == ("PX-7", clinic_a, alice)
     assert AuditEvent.objects.filter(action="case_create", object_id=str(case.pk)).exists()
+    too_long = csrf_post(client, reverse("cases:create"),
+                         {"patient_ref": "PX-8", "notes": "x" * 5001, "clinic": clinic_a.pk}, reverse("cases:create"))
+    assert too_long.status_code == 200 and "at most 5000 characters" in too_long.content.decode()
 
 
 def test_patient_ref_is_unique_within_a_clinic_only(client_for, alice, mallory, clinic_a, clinic_b):

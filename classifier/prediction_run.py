@@ -37,6 +37,7 @@ from concurrent.futures import Future
 from functools import partial
 from typing import TYPE_CHECKING, Any, cast
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, Q
@@ -56,6 +57,10 @@ UNREADABLE = "The stored file is missing."
 SCAN_FAILED = "This image could not be analysed ({kind})."
 USER_RETRIES_EXHAUSTED = "The analysis could not be run; an administrator has the details."
 USER_TIMED_OUT = "The analysis took too long and was stopped."
+
+
+# Exceptions that stop a chunk's task rather than fail the scan in hand.
+INTERRUPTS: tuple[type[BaseException], ...] = (SoftTimeLimitExceeded,)
 
 
 def describe(exc: BaseException) -> str:
@@ -251,10 +256,12 @@ def inference_batch_size(job: PredictionJob) -> int:
 
 
 def still_ours(chunk: PredictionChunk, task_id: str | None) -> bool:
+    """The chunk is running under this task, and its job is running the chunk's round (a job
+    cancelled and run again is on a new round, whose own chunks carry the work)."""
     current = PredictionChunk.objects.filter(pk=chunk.pk).values_list(
-        "status", "worker_task_id", "job__status"
+        "status", "worker_task_id", "job__status", "job__round"
     ).first()
-    return current == (ChunkStatus.RUNNING, task_id or "", JobStatus.RUNNING)
+    return current == (ChunkStatus.RUNNING, task_id or "", JobStatus.RUNNING, chunk.round)
 
 
 def _mark_in_flight(chunk: PredictionChunk, task_id: str | None, scans: Sequence[Any]) -> None:
@@ -340,7 +347,9 @@ def predict_isolated(
     if not readable:
         return cast("list[ImagePrediction]", results)  # every scan was unreadable: each has its failure
     try:
-        predicted = model.predict_bytes(data, batch_size=len(data))
+        predicted = model.predict_bytes(data, batch_size=len(data), interrupts=INTERRUPTS)
+    except INTERRUPTS:
+        raise  # the task's time limit: not this batch's fault (classifier.tasks handles it)
     except Exception:
         log.exception("a batch of %s scans failed; predicting them one at a time", len(readable))
         predicted = [_predict_one(model, scans[i], payload) for i, payload in zip(readable, data, strict=True)]
@@ -351,7 +360,9 @@ def predict_isolated(
 
 def _predict_one(model: "LoadedModel", scan: Any, payload: bytes) -> "ImagePrediction":
     try:
-        return model.predict_bytes([payload], batch_size=1)[0]
+        return model.predict_bytes([payload], batch_size=1, interrupts=INTERRUPTS)[0]
+    except INTERRUPTS:
+        raise
     except Exception as exc:
         log.exception("scan %s failed in the model", scan.pk)
         return _failure(SCAN_FAILED.format(kind=type(exc).__name__))
@@ -393,14 +404,19 @@ def _save(chunk: PredictionChunk, scans: Sequence[Any], results: "Sequence[Image
 
 
 def refresh_counts(job: PredictionJob) -> None:
-    """done: scans with a result; failed: scans whose attempt failed this round."""
+    """done: scans with a result; failed: scans whose attempt failed in the job's current
+    round (read now: a worker of an earlier round may still be storing). A finished job's
+    counts stay those it finished with."""
+    current = PredictionJob.objects.filter(pk=job.pk).values_list("round", "status").first()
+    if current is None or current[1] != JobStatus.RUNNING:
+        return
     scans = job.batch.scans_for_prediction()
     counts = Prediction.objects.filter(model_version=job.model_version, scan__in=scans).aggregate(
         done=Count("pk", filter=Q(error="")),
-        failed=Count("pk", filter=~Q(error="") & Q(round=job.round)),
+        failed=Count("pk", filter=~Q(error="") & Q(round=current[0])),
     )
     done, failed = counts["done"], counts["failed"]
-    PredictionJob.objects.filter(pk=job.pk).update(
+    PredictionJob.objects.filter(pk=job.pk, status=JobStatus.RUNNING).update(
         done=done, failed=failed, progress_at=timezone.now()
     )
     job.done, job.failed = done, failed
@@ -437,10 +453,15 @@ def finish(job_id: int) -> PredictionJob:
 
 
 def fail(chunk_id: int, task_id: str | None, user_error: str, exc: BaseException) -> None:
-    """The job's final failure: a plain message for clinicians, the cause for the admin."""
+    """The job's final failure: a plain message for clinicians, the cause for the admin. Only
+    while this task still runs the chunk: a chunk it already closed (the error came while
+    finishing the job; the sweeper finishes it) or one the sweeper handed to another message
+    is no reason to fail the job."""
     with transaction.atomic():
         chunk = PredictionChunk.objects.select_for_update().get(pk=chunk_id)
-        if chunk.worker_task_id != (task_id or ""):
+        if chunk.worker_task_id != (task_id or "") or chunk.status != ChunkStatus.RUNNING:
+            log.warning("chunk %s: not failing its job for %s; the chunk is %s under %s", chunk_id,
+                        describe(exc), chunk.status, chunk.worker_task_id or "-")
             return
         _close(chunk)
         job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)

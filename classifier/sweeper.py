@@ -19,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Exists, OuterRef, Q
+from django.db.models import Exists, F, OuterRef, Q
 from django.utils import timezone
 
 from classifier.models import ChunkStatus, JobStatus, PredictionChunk, PredictionJob, TrainingRun
@@ -33,7 +33,7 @@ def sweep() -> int:
     lost = now - timedelta(seconds=settings.JOB_RESEND_SECONDS)
     stalled = now - timedelta(minutes=settings.JOB_STALL_MINUTES)
     swept = 0
-    live = {"job__status": JobStatus.RUNNING}
+    live = {"job__status": JobStatus.RUNNING, "round": F("job__round")}  # a chunk of an earlier round is not the job's
     for chunk_id in PredictionChunk.objects.filter(
         Q(heartbeat_at__lt=dead) | Q(heartbeat_at__isnull=True), status=ChunkStatus.RUNNING, **live
     ).values_list("pk", flat=True):

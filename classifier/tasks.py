@@ -39,12 +39,24 @@ def run_prediction_chunk(self: Any, chunk_id: int) -> None:
     except SoftTimeLimitExceeded as exc:
         run.fail(chunk_id, task_id, run.USER_TIMED_OUT, exc)
     except Exception as exc:
+        _drop_broken_connection(exc)
         if self.request.retries < self.max_retries and run.prepare_retry(chunk_id, task_id, exc):
             log.exception("prediction chunk %s failed; retry %s", chunk_id, self.request.retries + 1)
             countdown = settings.JOB_RETRY_SECONDS * 2**self.request.retries
             raise self.retry(exc=exc, countdown=countdown) from exc
         log.exception("prediction chunk %s failed for good", chunk_id)
         run.fail(chunk_id, task_id, run.USER_RETRIES_EXHAUSTED, exc)
+
+
+def _drop_broken_connection(exc: BaseException) -> None:
+    """After the database dropped the task's connection, the retry's bookkeeping would run on
+    that dead connection and fail ("connection already closed"), leaving the chunk to the
+    sweeper as if the worker had died. Close it, so that the next query reconnects."""
+    from django.db import connection
+    from django.db.utils import Error  # OperationalError, InterfaceError, ...
+
+    if isinstance(exc, Error) and not connection.in_atomic_block:
+        connection.close()
 
 
 @shared_task

@@ -196,7 +196,11 @@ class LoadedModel:
         reason = colour_reason(colour_share(image)) if self.ood is not None else None
         return prepare_image(image, self.input_size, self.crop, self.intensity), reason
 
-    def predict_bytes(self, images: list[bytes], batch_size: int = 32) -> list[ImagePrediction]:
+    def predict_bytes(self, images: list[bytes], batch_size: int = 32,
+                      interrupts: tuple[type[BaseException], ...] = ()) -> list[ImagePrediction]:
+        """One result per image; an image that cannot be read or prepared fails alone.
+        ``interrupts``: exceptions that stop the whole call instead (a caller's time limit:
+        the classifier passes Celery's SoftTimeLimitExceeded, an Exception subclass)."""
         results: list[ImagePrediction | None] = [None] * len(images)
         arrays, index, reasons = [], [], []
         for i, data in enumerate(images):
@@ -210,6 +214,8 @@ class LoadedModel:
             except ImageRejected as exc:
                 results[i] = ImagePrediction(None, None, str(exc))
             except Exception as exc:  # never fail the batch for one image
+                if isinstance(exc, interrupts):
+                    raise
                 log.exception("unexpected error preparing image %d", i)
                 results[i] = ImagePrediction(None, None, f"could not process image ({type(exc).__name__})")
         if arrays:

@@ -332,9 +332,10 @@ ML_RUNTIME = env_choice("ML_RUNTIME", "keras", ("keras", "bf16", "auto"))
 # Job recovery (classifier/prediction_run.py, classifier/sweeper.py): a running job beats
 # every JOB_HEARTBEAT_SECONDS; the sweeper re-queues it when the beat is older than
 # JOB_HEARTBEAT_TIMEOUT_SECONDS, and re-sends a queued job whose message was lost after
-# JOB_RESEND_SECONDS (when its queue is empty). JOB_STALL_MINUTES is the last resort for a
-# job that beats but does not move. JOB_MAX_ATTEMPTS caps worker deaths no scan can be
-# blamed for; Celery retries an exception JOB_MAX_RETRIES times, JOB_RETRY_SECONDS x 2^n apart.
+# JOB_RESEND_SECONDS when its queue is empty, or after JOB_STALL_MINUTES when the queue is busy
+# (it may only be waiting its turn). A chunk that beats but does not move is bounded by the
+# task's time limits. JOB_MAX_ATTEMPTS caps worker deaths no scan can be blamed for; Celery
+# retries an exception 3 times (run_prediction_chunk's max_retries), JOB_RETRY_SECONDS x 2^n apart.
 JOB_STALL_MINUTES = env_int("JOB_STALL_MINUTES", 10, minimum=1)
 JOB_MAX_ATTEMPTS = env_int("JOB_MAX_ATTEMPTS", 3, minimum=1)
 JOB_HEARTBEAT_SECONDS = env_int("JOB_HEARTBEAT_SECONDS", 10, minimum=1)

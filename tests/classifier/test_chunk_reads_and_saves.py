@@ -33,9 +33,10 @@ def test_a_batch_of_results_is_stored_with_a_few_queries_and_exactly_once(
     job, chunk, scans = _running_chunk(clinic_a, alice, 12, settings)
     results = [ImagePrediction(0.2 + i / 40, "no_tumor") for i in range(10)]
     results += [ImagePrediction(None, None, "truncated or corrupt")] * 2
-    # The results already stored, one insert, in_flight cleared, one count, the job's counts,
-    # a savepoint and its release; on first use, the job's model version and batch.
-    with django_assert_max_num_queries(9):
+    # The results already stored, one insert, in_flight cleared, the job's current round and
+    # status, one count, the job's counts, a savepoint and its release; on first use, the job's
+    # model version and batch.
+    with django_assert_max_num_queries(10):
         _save(chunk, scans, results)
     assert Prediction.objects.filter(job=job, error="").count() == 10
     assert Prediction.objects.filter(job=job).exclude(error="").count() == 2
@@ -44,7 +45,7 @@ def test_a_batch_of_results_is_stored_with_a_few_queries_and_exactly_once(
     # Stored again (a redelivered message, a concurrent worker): nothing doubles, a scan with
     # a result gets no failure record, a failure is kept once per round.
     again = [ImagePrediction(None, None, "model error")] * 10 + [ImagePrediction(0.9, "tumor")] * 2
-    with django_assert_max_num_queries(7):
+    with django_assert_max_num_queries(8):
         _save(chunk, scans, again)
     assert Prediction.objects.filter(job=job).count() == 14
     assert Prediction.objects.filter(job=job, error="").count() == 12

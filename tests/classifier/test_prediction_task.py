@@ -158,10 +158,10 @@ def test_a_scan_that_raises_in_the_model_fails_alone(clinic_a, alice, vgg16_mode
         poison_bytes = handle.read()
     real = LoadedModel.predict_bytes
 
-    def predict_bytes(self, payloads, batch_size=16):
+    def predict_bytes(self, payloads, batch_size=16, interrupts=()):
         if any(payload == poison_bytes for payload in payloads):
             raise RuntimeError("kernel failed on this input")
-        return real(self, payloads, batch_size=batch_size)
+        return real(self, payloads, batch_size=batch_size, interrupts=interrupts)
 
     monkeypatch.setattr(LoadedModel, "predict_bytes", predict_bytes)
     run(job)

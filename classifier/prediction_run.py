@@ -465,7 +465,7 @@ def fail(chunk_id: int, task_id: str | None, user_error: str, exc: BaseException
             return
         _close(chunk)
         job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)
-        if job.status == JobStatus.RUNNING:
+        if job.status == JobStatus.RUNNING and job.round == chunk.round:  # not a later round's
             job.set_status(
                 JobStatus.FAILED,
                 user_error=user_error,
@@ -482,9 +482,12 @@ def prepare_retry(chunk_id: int, task_id: str | None, exc: BaseException) -> boo
         chunk = PredictionChunk.objects.select_for_update().get(pk=chunk_id)
         if chunk.status != ChunkStatus.RUNNING or chunk.worker_task_id != (task_id or ""):
             return False
+        job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)
+        if job.round != chunk.round:  # the job was run again meanwhile: this chunk's work is over
+            _close(chunk)
+            return False
         chunk.status, chunk.in_flight, chunk.sent_at = ChunkStatus.QUEUED, [], timezone.now()
         chunk.save(update_fields=["status", "in_flight", "sent_at"])  # an exception: no scan to blame
-        job = PredictionJob.objects.select_for_update().get(pk=chunk.job_id)
         job.retries += 1
         job.admin_error = f"Retry {job.retries} after {describe(exc)}"
         job.admin_traceback = "".join(traceback.format_exception(exc))

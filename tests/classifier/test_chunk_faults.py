@@ -152,6 +152,27 @@ def test_a_worker_on_a_cancelled_round_stops_and_cannot_skew_the_new_rounds_coun
     assert (job.status, job.done, job.failed, job.percent) == ("succeeded", 3, 0, 100)
 
 
+def test_an_error_in_a_cancelled_rounds_chunk_neither_fails_nor_retries_the_new_round(clinic_a, alice,
+                                                                                     vgg16_model):
+    from classifier.jobs import rerun
+    from classifier.models import JobStatus, PredictionJob
+    from classifier.prediction_run import USER_RETRIES_EXHAUSTED, claim, fail, plan, prepare_retry
+
+    _, [job] = make_batch(clinic_a, alice, 3)
+    [old] = plan_here(job)
+    claim(old.pk, "old")
+    cancelled = PredictionJob.objects.get(pk=job.pk)
+    cancelled.set_status(JobStatus.CANCELLED)
+    rerun(cancelled)
+    plan(job.pk, "plan2")
+    error = ConnectionError("transient")
+    assert not prepare_retry(old.pk, "old", error)
+    fail(old.pk, "old", USER_RETRIES_EXHAUSTED, error)
+    job.refresh_from_db()
+    old.refresh_from_db()
+    assert (job.status, job.retries, job.round, old.status) == ("running", 0, 2, "done")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_a_dropped_database_connection_is_closed_before_the_retry_is_booked():
     """Reused, it failed the retry's bookkeeping with "connection already closed" and left the

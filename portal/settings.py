@@ -403,6 +403,7 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-stalled-jobs": {
         "task": "classifier.tasks.sweep_stalled_jobs",
         "schedule": SWEEP_INTERVAL_SECONDS,
+        "options": {"expires": SWEEP_INTERVAL_SECONDS},  # sweeps waiting behind busy workers do not pile up
     },
     # /healthz reports the scheduler down when this stamp is older than two intervals.
     "scheduler-heartbeat": {

@@ -95,6 +95,31 @@ def check_dataset(ds, *, max_pixels: int, max_frames: int) -> None:
         raise DicomRejected(f"image is {rows * columns} pixels; the limit is {max_pixels}")
     if frames > max_frames:
         raise DicomRejected(f"the object has {frames} frames; the limit is {max_frames}")
+    depth = _sequence_depth(ds, MAX_SEQUENCE_DEPTH)
+    if depth > MAX_SEQUENCE_DEPTH:
+        raise DicomRejected(f"the header nests sequences more than {MAX_SEQUENCE_DEPTH} levels deep")
+
+
+# Real objects nest a handful of levels; hundreds made de-identification recurse without end.
+MAX_SEQUENCE_DEPTH = 16
+
+
+def _sequence_depth(ds, limit: int) -> int:
+    """How deep ``ds`` nests sequences, walked without recursion; stops past ``limit``."""
+    deepest, stack = 0, [(ds, 0)]
+    while stack:
+        item, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if depth > limit:
+            return depth
+        try:
+            elements = list(item)  # reading each element parses one level of a raw sequence
+        except Exception:
+            raise DicomRejected("truncated or corrupt DICOM data") from None
+        for element in elements:
+            if element.VR == "SQ" and element.value:
+                stack.extend((sub, depth + 1) for sub in element.value)
+    return deepest
 
 
 def frame_count(ds) -> int:
@@ -156,20 +181,29 @@ def frame_to_rgb(ds, arr: np.ndarray) -> Image.Image:
 
 
 def frames_to_rgb(ds) -> list[DicomFrame]:
-    """Every frame of a checked dataset as 8-bit RGB."""
+    """Every frame of a checked dataset as 8-bit RGB. The pixel data must hold exactly the
+    frames, rows, columns and samples its header declares (pydicom would return frames beyond
+    NumberOfFrames, past every limit that counted the frames)."""
     try:
+        ds.pixel_array_options(allow_excess_frames=False)
         arr = ds.pixel_array
     except Exception:
         raise DicomRejected("the pixel data could not be decoded") from None
     frames = frame_count(ds)
     colour = int(ds.get("SamplesPerPixel") or 1) == 3
-    if frames == 1:
+    shape = (int(ds.Rows), int(ds.Columns)) + ((3,) if colour else ())
+    if frames == 1 and arr.shape == shape:
         stack = [arr]
-    elif (arr.ndim == 4 and colour) or (arr.ndim == 3 and not colour):
+    elif frames > 1 and arr.shape == (frames, *shape):
         stack = list(arr)
     else:
-        raise DicomRejected("unsupported pixel layout")
-    return [DicomFrame(image=frame_to_rgb(ds, item), index=i) for i, item in enumerate(stack)]
+        raise DicomRejected("the pixel data does not match the header (frames, size or samples)")
+    try:
+        return [DicomFrame(image=frame_to_rgb(ds, item), index=i) for i, item in enumerate(stack)]
+    except DicomRejected:
+        raise
+    except Exception:  # e.g. a rescale slope or window that is not a number
+        raise DicomRejected("the pixel values could not be converted (a header value is invalid)") from None
 
 
 _PLANES = {0: "sagittal", 1: "coronal", 2: "axial"}
@@ -180,6 +214,8 @@ def _plane(ds) -> str:
     try:
         row, col = np.array([float(v) for v in iop[:3]]), np.array([float(v) for v in iop[3:6]])
     except (TypeError, ValueError, IndexError):
+        return ""
+    if row.shape != (3,) or col.shape != (3,):  # fewer than six values
         return ""
     normal = np.abs(np.cross(row, col))
     if not normal.any():

@@ -17,6 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.utils.crypto import salted_hmac
+from pydicom.datadict import dictionary_VR
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian
@@ -111,6 +112,16 @@ def clinic_seed(clinic_id: Any) -> str:
                        algorithm="sha256").hexdigest()
 
 
+_TEXT_VRS = {"PN", "LO", "SH", "LT", "ST", "UT", "UC", "DA", "DT", "TM", "AS", "AE"}
+
+
+def _dictionary_vr(tag: Any) -> str:
+    try:
+        return str(dictionary_VR(tag))
+    except KeyError:  # not in the standard's dictionary
+        return ""
+
+
 def _strip(dataset: Dataset) -> None:
     for element in list(dataset):
         group = element.tag.group
@@ -121,8 +132,12 @@ def _strip(dataset: Dataset) -> None:
             or (0x6000 <= group <= 0x60FF and element.tag.element in (0x3000, 0x4000))  # overlays
         ):
             del dataset[element.tag]
-        elif element.keyword in EMPTY and element.keyword not in KEEP_PSEUDONYM:
+        elif element.keyword in EMPTY and (element.keyword not in KEEP_PSEUDONYM or element.VR == "UN"):
+            # UN: a value the anonymiser could not read (e.g. a name of 64 KB or more, which
+            # explicit VR cannot hold as PN) and so did not replace: emptied, never kept.
             element.value = None
+        elif element.VR == "UN" and _dictionary_vr(element.tag) in _TEXT_VRS:
+            del dataset[element.tag]  # text the anonymiser could not read: nothing to vouch for
         elif element.VR == "SQ":
             for item in element.value:
                 _strip(item)

@@ -205,6 +205,10 @@ def split_frames(ds: Dataset) -> list[Dataset]:
     frames = frame_count(ds)
     data = ds.PixelData
     size = len(data) // frames
+    bits = int(ds.get("BitsAllocated") or 0)
+    declared = int(ds.Rows) * int(ds.Columns) * int(ds.get("SamplesPerPixel") or 1) * bits // 8
+    if bits % 8 == 0 and 0 < declared * frames <= len(data):
+        size = declared  # data beyond the declared frames (padding, or more) goes to no frame
     per_frame = ds.get("PerFrameFunctionalGroupsSequence")
     singles = []
     for index in range(frames):

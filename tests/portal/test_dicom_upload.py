@@ -266,3 +266,55 @@ def test_the_same_dicom_sent_again_is_a_duplicate_not_a_second_scan(client_for, 
     again = Scan.objects.get(original_name="IM0001-again")
     assert again.status == "duplicate" and not again.file
     assert Scan.objects.filter(case=case, status="accepted").count() == 1
+
+
+def test_a_patient_name_too_long_for_its_vr_is_not_stored(client_for, alice, case, vgg16_model):
+    """A name of 64 KB or more is written as UN (explicit VR cannot hold it as PN); the
+    anonymiser skipped it and the stored file kept the name (found by fuzzing)."""
+    from portal.cases.models import Scan
+
+    name = "Leakcheck^Zelda^" + "A" * 65519
+    response = upload(client_for(alice), case, [dcm("long-name.dcm", patient_name=name)])
+    assert response.status_code == 302
+    scan = Scan.objects.get(case=case)
+    assert scan.status == "accepted"
+    data, ds = stored(scan)
+    assert b"Leakcheck" not in data and "Leakcheck" not in str(ds.get("PatientName", ""))
+
+
+def test_hostile_dicom_files_are_refused_one_by_one_never_a_server_error(client_for, alice, case, vgg16_model):
+    """Each of these raised out of the intake, a 500 for the whole upload (found by fuzzing)."""
+    import pydicom
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    from portal.cases.models import Batch
+
+    def mutated(mutate, **kwargs):
+        ds = pydicom.dcmread(io.BytesIO(make_mr_dicom(**kwargs)))
+        mutate(ds)
+        out = io.BytesIO()
+        ds.save_as(out, enforce_file_format=True)
+        return out.getvalue()
+
+    def nest(ds):
+        inner = Dataset()
+        for _ in range(120):
+            outer = Dataset()
+            outer.ReferencedImageSequence = Sequence([inner])
+            inner = outer
+        ds.ReferencedImageSequence = inner.ReferencedImageSequence
+
+    files = [
+        SimpleUploadedFile("deep.dcm", mutated(nest, frames=2, seed=1)),
+        SimpleUploadedFile("excess.dcm", mutated(lambda ds: setattr(ds, "PixelData", ds.PixelData * 3),
+                                                 frames=2, seed=2, instance=2)),
+        SimpleUploadedFile("iop.dcm", mutated(lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0]),
+                                              seed=3, instance=3)),
+    ]
+    response = upload(client_for(alice), case, files)
+    assert response.status_code == 302
+    scans = {scan.original_name: scan for scan in Batch.objects.get(case=case).scans.all()}
+    assert "nests sequences more than 16 levels deep" in scans["deep.dcm"].rejection_reason
+    assert [scans[f"excess.dcm [frame {i}]"].status for i in (1, 2)] == ["accepted", "accepted"]
+    assert len(scans) == 4 and scans["iop.dcm"].status == "accepted" and scans["iop.dcm"].plane == ""

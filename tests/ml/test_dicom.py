@@ -8,7 +8,7 @@ import pytest
 
 from ml.dicom import DicomRejected, check_dataset, frames_to_rgb, is_dicom, read_dataset
 from ml.intake import ImageRejected, decode_image
-from tests.fixtures.dicom import bundled, make_mr_dicom
+from tests.fixtures.dicom import bundled, make_mr_dicom, mutated_mr_dicom, nest_sequences
 
 
 def grey(data):
@@ -81,27 +81,6 @@ def test_dicom_meets_the_same_shape_and_content_checks_as_jpeg():
         decode_image(make_mr_dicom(window=(-5000, 10)))  # everything above the window: all white
 
 
-def _mutated(mutate, **kwargs):
-    ds = pydicom.dcmread(io.BytesIO(make_mr_dicom(**kwargs)))
-    mutate(ds)
-    out = io.BytesIO()
-    ds.save_as(out, enforce_file_format=True)
-    return out.getvalue()
-
-
-def _deeply_nested(ds, depth):
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
-    inner = Dataset()
-    inner.ReferencedSOPInstanceUID = "1.2.3"
-    for _ in range(depth):
-        outer = Dataset()
-        outer.ReferencedImageSequence = Sequence([inner])
-        inner = outer
-    ds.ReferencedImageSequence = inner.ReferencedImageSequence
-
-
 def _slope_not_a_number(data):
     """pydicom refuses to write such a value, so the bytes are changed (the slope "7.0 ")."""
     element = b"\x28\x00\x53\x10DS\x04\x00"
@@ -111,11 +90,11 @@ def _slope_not_a_number(data):
 
 @pytest.mark.parametrize("mutate, words", [
     (None, "could not be converted"),
-    (lambda ds: _deeply_nested(ds, 40), "nests sequences more than 16 levels deep"),
+    (lambda ds: nest_sequences(ds, 40), "nests sequences more than 16 levels deep"),
 ], ids=["rescale slope not a number", "sequences 40 deep"])
 def test_hostile_headers_are_refused_with_a_reason_not_an_exception(mutate, words):
     """Found by fuzzing pydicom's test files: each raised out of the intake (a 500 at upload)."""
-    data = _slope_not_a_number(make_mr_dicom(rescale=(7, 0))) if mutate is None else _mutated(mutate)
+    data = _slope_not_a_number(make_mr_dicom(rescale=(7, 0))) if mutate is None else mutated_mr_dicom(mutate)
     with pytest.raises(ImageRejected):  # the worker's path (one frame at most)
         decode_image(data)
     ds = read_dataset(data)  # the upload's path
@@ -127,14 +106,14 @@ def test_hostile_headers_are_refused_with_a_reason_not_an_exception(mutate, word
 def test_an_orientation_of_fewer_than_six_values_gives_no_plane():
     from ml.dicom import series_info
 
-    ds = read_dataset(_mutated(lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0])))
+    ds = read_dataset(mutated_mr_dicom(lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0])))
     assert series_info(ds)["plane"] == ""
 
 
 def test_pixel_data_beyond_the_declared_frames_is_not_decoded():
     """pydicom returned every frame the data held, past the frame limit that counted
     NumberOfFrames (and the upload's budget); the excess is now left undecoded."""
-    data = _mutated(lambda ds: (setattr(ds, "NumberOfFrames", 2), setattr(ds, "PixelData", ds.PixelData * 3)))
+    data = mutated_mr_dicom(lambda ds: (setattr(ds, "NumberOfFrames", 2), setattr(ds, "PixelData", ds.PixelData * 3)))
     assert len(frames_to_rgb(read_dataset(data))) == 2
 
 

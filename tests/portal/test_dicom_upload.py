@@ -8,7 +8,7 @@ import pydicom
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 
-from tests.fixtures.dicom import bundled, make_mr_dicom, make_zip
+from tests.fixtures.dicom import bundled, make_mr_dicom, make_zip, mutated_mr_dicom, nest_sequences
 from tests.portal.helpers import jpeg, make_case, upload
 
 pytestmark = pytest.mark.django_db
@@ -284,33 +284,14 @@ def test_a_patient_name_too_long_for_its_vr_is_not_stored(client_for, alice, cas
 
 def test_hostile_dicom_files_are_refused_one_by_one_never_a_server_error(client_for, alice, case, vgg16_model):
     """Each of these raised out of the intake, a 500 for the whole upload (found by fuzzing)."""
-    import pydicom
-    from pydicom.dataset import Dataset
-    from pydicom.sequence import Sequence
-
     from portal.cases.models import Batch
 
-    def mutated(mutate, **kwargs):
-        ds = pydicom.dcmread(io.BytesIO(make_mr_dicom(**kwargs)))
-        mutate(ds)
-        out = io.BytesIO()
-        ds.save_as(out, enforce_file_format=True)
-        return out.getvalue()
-
-    def nest(ds):
-        inner = Dataset()
-        for _ in range(120):
-            outer = Dataset()
-            outer.ReferencedImageSequence = Sequence([inner])
-            inner = outer
-        ds.ReferencedImageSequence = inner.ReferencedImageSequence
-
     files = [
-        SimpleUploadedFile("deep.dcm", mutated(nest, frames=2, seed=1)),
-        SimpleUploadedFile("excess.dcm", mutated(lambda ds: setattr(ds, "PixelData", ds.PixelData * 3),
-                                                 frames=2, seed=2, instance=2)),
-        SimpleUploadedFile("iop.dcm", mutated(lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0]),
-                                              seed=3, instance=3)),
+        SimpleUploadedFile("deep.dcm", mutated_mr_dicom(lambda ds: nest_sequences(ds, 120), frames=2, seed=1)),
+        SimpleUploadedFile("excess.dcm", mutated_mr_dicom(lambda ds: setattr(ds, "PixelData", ds.PixelData * 3),
+                                                          frames=2, seed=2, instance=2)),
+        SimpleUploadedFile("iop.dcm", mutated_mr_dicom(lambda ds: setattr(ds, "ImageOrientationPatient", [1, 0]),
+                                                       seed=3, instance=3)),
     ]
     response = upload(client_for(alice), case, files)
     assert response.status_code == 302
